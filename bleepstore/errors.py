@@ -1,0 +1,277 @@
+"""The one S3 error hierarchy (L0, stdlib only).
+
+Every S3 error code is a class carrying its HTTP status and standard message.
+Helpers raise these anywhere; ``bleepstore.web.errors`` renders them in one place.
+Extra context elements (``BucketName``, ``Key`` ...) are kept in insertion order,
+because s3-api.md §5.1 pins the element order of the error body.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class S3Error(Exception):
+    """Base class: ``code``/``status``/``message`` are class attributes."""
+
+    code: ClassVar[str] = "InternalError"
+    status: ClassVar[int] = 500
+    message: ClassVar[str] = "We encountered an internal error. Please try again."
+
+    def __init__(self, message: str | None = None, /, **extra: object) -> None:
+        self.msg = message or self.message
+        # Keyword names are S3 element names; values are rendered with str().
+        self.extra: dict[str, str] = {k: str(v) for k, v in extra.items() if v is not None}
+        self.headers: dict[str, str] = {}
+        super().__init__(f"{self.code}: {self.msg}")
+
+    def with_header(self, name: str, value: str) -> "S3Error":
+        self.headers[name] = value
+        return self
+
+
+
+class AccessDenied(S3Error):
+    code, status, message = "AccessDenied", 403, "Access Denied"
+
+
+class AuthorizationHeaderMalformed(S3Error):
+    code, status = "AuthorizationHeaderMalformed", 400
+    message = "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(S3Error):
+    code, status = "AuthorizationQueryParametersError", 400
+    message = "Error parsing the X-Amz-Credential parameter."
+
+
+class BadDigest(S3Error):
+    code, status = "BadDigest", 400
+    message = "The Content-MD5 you specified did not match what we received."
+
+
+class BucketAlreadyExists(S3Error):
+    code, status = "BucketAlreadyExists", 409
+    message = (
+        "The requested bucket name is not available. The bucket namespace is shared by all "
+        "users of the system. Please select a different name and try again."
+    )
+
+
+class BucketAlreadyOwnedByYou(S3Error):
+    code, status = "BucketAlreadyOwnedByYou", 409
+    message = (
+        "Your previous request to create the named bucket succeeded and you already own it."
+    )
+
+
+class BucketNotEmpty(S3Error):
+    code, status, message = "BucketNotEmpty", 409, "The bucket you tried to delete is not empty"
+
+
+class EntityTooLarge(S3Error):
+    code, status = "EntityTooLarge", 400
+    message = "Your proposed upload exceeds the maximum allowed size"
+
+
+class EntityTooSmall(S3Error):
+    code, status = "EntityTooSmall", 400
+    message = "Your proposed upload is smaller than the minimum allowed size"
+
+
+class IllegalLocationConstraintException(S3Error):
+    code, status = "IllegalLocationConstraintException", 400
+    message = (
+        "The location constraint is incompatible for the region specific endpoint "
+        "this request was sent to."
+    )
+
+
+class IncompleteBody(S3Error):
+    code, status = "IncompleteBody", 400
+    message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class InternalError(S3Error):
+    pass
+
+
+class InvalidAccessKeyId(S3Error):
+    code, status = "InvalidAccessKeyId", 403
+    message = "The AWS Access Key Id you provided does not exist in our records."
+
+
+class InvalidArgument(S3Error):
+    code, status, message = "InvalidArgument", 400, "Invalid Argument"
+
+
+class InvalidBucketName(S3Error):
+    code, status, message = "InvalidBucketName", 400, "The specified bucket is not valid."
+
+
+class InvalidDigest(S3Error):
+    code, status, message = "InvalidDigest", 400, "The Content-MD5 you specified is not valid."
+
+
+class InvalidPart(S3Error):
+    code, status = "InvalidPart", 400
+    message = (
+        "One or more of the specified parts could not be found. The part may not have been "
+        "uploaded, or the specified entity tag may not match the part's entity tag."
+    )
+
+
+class InvalidPartOrder(S3Error):
+    code, status = "InvalidPartOrder", 400
+    message = (
+        "The list of parts was not in ascending order. Parts must be ordered by part number."
+    )
+
+
+class InvalidRange(S3Error):
+    code, status, message = "InvalidRange", 416, "The requested range is not satisfiable"
+
+
+class InvalidRequest(S3Error):
+    code, status, message = "InvalidRequest", 400, "Invalid Request"
+
+
+class InvalidStorageClass(S3Error):
+    code, status = "InvalidStorageClass", 400
+    message = "The storage class you specified is not valid"
+
+
+class KeyTooLongError(S3Error):
+    code, status, message = "KeyTooLongError", 400, "Your key is too long"
+
+
+class MalformedACLError(S3Error):
+    code, status = "MalformedACLError", 400
+    message = (
+        "The XML you provided was not well-formed or did not validate against our "
+        "published schema"
+    )
+
+
+class MalformedTrailerError(S3Error):
+    code, status = "MalformedTrailerError", 400
+    message = (
+        "The request contained trailing data that was not well-formed or did not conform "
+        "to our published schema."
+    )
+
+
+class MalformedXML(S3Error):
+    code, status = "MalformedXML", 400
+    message = (
+        "The XML you provided was not well-formed or did not validate against our "
+        "published schema"
+    )
+
+
+class MaxMessageLengthExceeded(S3Error):
+    code, status, message = "MaxMessageLengthExceeded", 400, "Your request was too big."
+
+
+class MetadataTooLarge(S3Error):
+    code, status = "MetadataTooLarge", 400
+    message = "Your metadata headers exceed the maximum allowed metadata size."
+
+
+class MethodNotAllowed(S3Error):
+    code, status = "MethodNotAllowed", 405
+    message = "The specified method is not allowed against this resource."
+
+
+class MissingContentLength(S3Error):
+    code, status = "MissingContentLength", 411
+    message = "You must provide the Content-Length HTTP header."
+
+
+class MissingRequestBodyError(S3Error):
+    code, status, message = "MissingRequestBodyError", 400, "Request Body is empty."
+
+
+class MissingSecurityHeader(S3Error):
+    code, status = "MissingSecurityHeader", 400
+    message = "Your request was missing a required header."
+
+
+class NoSuchBucket(S3Error):
+    code, status, message = "NoSuchBucket", 404, "The specified bucket does not exist"
+
+
+class NoSuchKey(S3Error):
+    code, status, message = "NoSuchKey", 404, "The specified key does not exist."
+
+
+class NoSuchUpload(S3Error):
+    code, status = "NoSuchUpload", 404
+    message = (
+        "The specified upload does not exist. The upload ID may be invalid, or the upload "
+        "may have been aborted or completed."
+    )
+
+
+class NoSuchVersion(S3Error):
+    code, status = "NoSuchVersion", 404
+    message = "The specified version does not exist."
+
+
+class NotImplemented_(S3Error):
+    code, status = "NotImplemented", 501
+    message = "A header you provided implies functionality that is not implemented."
+
+
+class PreconditionFailed(S3Error):
+    code, status = "PreconditionFailed", 412
+    message = "At least one of the pre-conditions you specified did not hold"
+
+
+class RequestTimeTooSkewed(S3Error):
+    code, status = "RequestTimeTooSkewed", 403
+    message = "The difference between the request time and the current time is too large."
+
+
+class ServiceUnavailable(S3Error):
+    code, status = "ServiceUnavailable", 503
+    message = "Service is unable to handle request."
+
+
+class SignatureDoesNotMatch(S3Error):
+    code, status = "SignatureDoesNotMatch", 403
+    message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method."
+    )
+
+
+class SlowDown(S3Error):
+    code, status, message = "SlowDown", 503, "Please reduce your request rate."
+
+
+class TooManyBuckets(S3Error):
+    code, status = "TooManyBuckets", 400
+    message = "You have attempted to create more buckets than allowed"
+
+
+class UnexpectedContent(S3Error):
+    code, status, message = "UnexpectedContent", 400, "This request does not support content"
+
+
+class UnresolvableGrantByEmailAddress(S3Error):
+    code, status = "UnresolvableGrantByEmailAddress", 400
+    message = "The e-mail address you provided does not match any account on record."
+
+
+class XAmzContentSHA256Mismatch(S3Error):
+    code, status = "XAmzContentSHA256Mismatch", 400
+    message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+# NOTE: ``NotImplemented`` is a Python builtin constant; the class keeps a trailing
+# underscore in code and the wire code "NotImplemented".
+S3NotImplemented = NotImplemented_
+
+__all__ = [name for name, obj in list(globals().items())
+           if isinstance(obj, type) and issubclass(obj, S3Error)]

@@ -1,0 +1,221 @@
+"""The only code that mutates metadata: one handler per command.
+
+Invariants: every handler runs inside the caller's ``BEGIN IMMEDIATE`` transaction
+and either completes or raises (rolling everything back). A handler that drops the
+last reference to a blob records a GC intent in the same transaction; ``stats`` is
+kept in step with every change so nothing ever needs ``COUNT(*)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from bleepstore import errors
+from bleepstore.metadata import commands as c
+from bleepstore.metadata.rows import (BUCKET_COLS, CREDENTIAL_COLS, OBJECT_COLS,
+                                      PART_COLS, UPLOAD_COLS, bucket_values, cols,
+                                      credential_values, object_values, part_values,
+                                      placeholders, upload_values)
+from bleepstore.s3.conditions import check_write_preconditions
+
+
+def _stats(conn: sqlite3.Connection, *, buckets: int = 0, objects: int = 0,
+           size: int = 0, uploads: int = 0) -> None:
+    conn.execute("UPDATE stats SET bucket_count = bucket_count + ?, "
+                 "object_count = object_count + ?, total_bytes = total_bytes + ?, "
+                 "upload_count = upload_count + ? WHERE id = 1",
+                 (buckets, objects, size, uploads))
+
+
+def _gc(conn: sqlite3.Connection, ref: str, reason: str, not_before: str) -> None:
+    conn.execute("INSERT INTO blob_gc (data_ref, reason, not_before) VALUES (?, ?, ?) "
+                 "ON CONFLICT(data_ref) DO NOTHING", (ref, reason, not_before))
+
+
+def _require_bucket(conn: sqlite3.Connection, name: str) -> None:
+    if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchone() is None:
+        raise errors.NoSuchBucket(BucketName=name)
+
+
+def put_credential(conn: sqlite3.Connection, cmd: c.PutCredential) -> None:
+    conn.execute(f"INSERT INTO credentials ({cols(CREDENTIAL_COLS)}) "
+                 f"VALUES ({placeholders(CREDENTIAL_COLS)}) ON CONFLICT(access_key_id) DO "
+                 "UPDATE SET secret_key = excluded.secret_key, owner_id = excluded.owner_id, "
+                 "display_name = excluded.display_name, active = excluded.active, "
+                 "description = COALESCE(excluded.description, credentials.description)",
+                 credential_values(cmd.credential))
+
+
+def delete_credential(conn: sqlite3.Connection, cmd: c.DeleteCredential) -> bool:
+    cur = conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (cmd.access_key_id,))
+    return cur.rowcount > 0
+
+
+def create_bucket(conn: sqlite3.Connection, cmd: c.CreateBucket) -> bool:
+    b = cmd.bucket
+    row = conn.execute("SELECT owner_id FROM buckets WHERE name = ?", (b.name,)).fetchone()
+    if row is not None:
+        if row["owner_id"] != b.owner_id:
+            raise errors.BucketAlreadyExists(BucketName=b.name)
+        if not cmd.allow_existing_own:
+            raise errors.BucketAlreadyOwnedByYou(BucketName=b.name)
+        return False
+    owned = conn.execute("SELECT COUNT(*) FROM buckets WHERE owner_id = ?",
+                         (b.owner_id,)).fetchone()[0]
+    if owned >= cmd.max_buckets:
+        raise errors.TooManyBuckets()
+    conn.execute(f"INSERT INTO buckets ({cols(BUCKET_COLS)}) VALUES ({placeholders(BUCKET_COLS)})",
+                 bucket_values(b))
+    _stats(conn, buckets=1)
+    return True
+
+
+def delete_bucket(conn: sqlite3.Connection, cmd: c.DeleteBucket) -> None:
+    _require_bucket(conn, cmd.name)
+    busy = conn.execute(
+        "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?) "
+        "OR EXISTS(SELECT 1 FROM multipart_uploads WHERE bucket = ?)",
+        (cmd.name, cmd.name)).fetchone()[0]
+    if busy:
+        raise errors.BucketNotEmpty(BucketName=cmd.name)
+    conn.execute("DELETE FROM buckets WHERE name = ?", (cmd.name,))
+    _stats(conn, buckets=-1)
+
+
+def put_bucket_acl(conn: sqlite3.Connection, cmd: c.PutBucketAcl) -> None:
+    _require_bucket(conn, cmd.name)
+    conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", (cmd.acl, cmd.name))
+
+
+def _replace_object(conn: sqlite3.Connection, meta: Any, gc_not_before: str,
+                    if_match: str | None, if_none_match: str | None) -> None:
+    _require_bucket(conn, meta.bucket)
+    old = conn.execute("SELECT etag, size, data_ref FROM objects WHERE bucket = ? AND key = ?",
+                       (meta.bucket, meta.key)).fetchone()
+    check_write_preconditions(if_match, if_none_match, old["etag"] if old else None)
+    conn.execute(f"INSERT OR REPLACE INTO objects ({cols(OBJECT_COLS)}) "
+                 f"VALUES ({placeholders(OBJECT_COLS)})", object_values(meta))
+    if old is None:
+        _stats(conn, objects=1, size=meta.size)
+    else:
+        if old["data_ref"] != meta.data_ref:
+            _gc(conn, old["data_ref"], "replaced", gc_not_before)
+        _stats(conn, size=meta.size - old["size"])
+
+
+def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> None:
+    _replace_object(conn, cmd.meta, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
+
+
+def delete_objects(conn: sqlite3.Connection, cmd: c.DeleteObjects) -> tuple[str, ...]:
+    _require_bucket(conn, cmd.bucket)
+    removed: list[str] = []
+    for key in cmd.keys:
+        row = conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ? "
+                           "RETURNING size, data_ref", (cmd.bucket, key)).fetchone()
+        if row is not None:
+            _gc(conn, row["data_ref"], "deleted", cmd.gc_not_before)
+            _stats(conn, objects=-1, size=-row["size"])
+            removed.append(key)
+    return tuple(removed)
+
+
+def put_object_acl(conn: sqlite3.Connection, cmd: c.PutObjectAcl) -> None:
+    cur = conn.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?",
+                       (cmd.acl, cmd.bucket, cmd.key))
+    if cur.rowcount == 0:
+        raise errors.NoSuchKey(Key=cmd.key)
+
+
+def create_upload(conn: sqlite3.Connection, cmd: c.CreateUpload) -> None:
+    _require_bucket(conn, cmd.upload.bucket)
+    conn.execute(f"INSERT INTO multipart_uploads ({cols(UPLOAD_COLS)}) "
+                 f"VALUES ({placeholders(UPLOAD_COLS)})", upload_values(cmd.upload))
+    _stats(conn, uploads=1)
+
+
+def _require_upload(conn: sqlite3.Connection, upload_id: str, bucket: str, key: str) -> None:
+    row = conn.execute("SELECT 1 FROM multipart_uploads WHERE upload_id = ? AND bucket = ? "
+                       "AND key = ?", (upload_id, bucket, key)).fetchone()
+    if row is None:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+
+
+def put_part(conn: sqlite3.Connection, cmd: c.PutPart) -> None:
+    p = cmd.part
+    _require_upload(conn, p.upload_id, cmd.bucket, cmd.key)
+    old = conn.execute("SELECT data_ref FROM multipart_parts WHERE upload_id = ? AND "
+                       "part_number = ?", (p.upload_id, p.part_number)).fetchone()
+    if old is not None and old["data_ref"] != p.data_ref:
+        _gc(conn, old["data_ref"], "replaced", cmd.gc_not_before)
+    conn.execute(f"INSERT OR REPLACE INTO multipart_parts ({cols(PART_COLS)}) "
+                 f"VALUES ({placeholders(PART_COLS)})", part_values(p))
+
+
+def _drop_upload(conn: sqlite3.Connection, upload_id: str, reason: str,
+                 not_before: str) -> None:
+    conn.execute("DELETE FROM multipart_parts WHERE upload_id = ?", (upload_id,))
+    conn.execute("DELETE FROM multipart_uploads WHERE upload_id = ?", (upload_id,))
+    _gc(conn, f"upload:{upload_id}", reason, not_before)
+    _stats(conn, uploads=-1)
+
+
+def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> None:
+    m = cmd.meta
+    _require_upload(conn, cmd.upload_id, m.bucket, m.key)
+    _replace_object(conn, m, cmd.gc_not_before, None, cmd.if_none_match)
+    _drop_upload(conn, cmd.upload_id, "completed", cmd.gc_not_before)
+    conn.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?)",
+                 (cmd.upload_id, m.bucket, m.key, m.etag, m.size, cmd.now))
+
+
+def abort_upload(conn: sqlite3.Connection, cmd: c.AbortUpload) -> None:
+    _require_upload(conn, cmd.upload_id, cmd.bucket, cmd.key)
+    _drop_upload(conn, cmd.upload_id, cmd.reason, cmd.gc_not_before)
+
+
+def reap_expired_uploads(conn: sqlite3.Connection, cmd: c.ReapExpiredUploads) -> int:
+    ids = [r[0] for r in conn.execute(
+        "SELECT upload_id FROM multipart_uploads WHERE initiated_at < ?",
+        (cmd.initiated_before,))]
+    for upload_id in ids:
+        _drop_upload(conn, upload_id, "expired", cmd.gc_not_before)
+    return len(ids)
+
+
+def purge_completed_uploads(conn: sqlite3.Connection, cmd: c.PurgeCompletedUploads) -> int:
+    cur = conn.execute("DELETE FROM completed_uploads WHERE completed_at < ?",
+                       (cmd.completed_before,))
+    return cur.rowcount
+
+
+def add_gc_intent(conn: sqlite3.Connection, cmd: c.AddGcIntent) -> None:
+    _gc(conn, cmd.data_ref, cmd.reason, cmd.not_before)
+
+
+def gc_swept(conn: sqlite3.Connection, cmd: c.GcSwept) -> None:
+    conn.executemany("DELETE FROM blob_gc WHERE data_ref = ?", [(r,) for r in cmd.done])
+    conn.executemany("UPDATE blob_gc SET attempts = attempts + 1, not_before = ? "
+                     "WHERE data_ref = ?", [(nb, r) for r, nb in cmd.retry])
+
+
+HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
+    c.PutCredential: put_credential,
+    c.DeleteCredential: delete_credential,
+    c.CreateBucket: create_bucket,
+    c.DeleteBucket: delete_bucket,
+    c.PutBucketAcl: put_bucket_acl,
+    c.PutObject: put_object,
+    c.DeleteObjects: delete_objects,
+    c.PutObjectAcl: put_object_acl,
+    c.CreateUpload: create_upload,
+    c.PutPart: put_part,
+    c.CompleteUpload: complete_upload,
+    c.AbortUpload: abort_upload,
+    c.ReapExpiredUploads: reap_expired_uploads,
+    c.PurgeCompletedUploads: purge_completed_uploads,
+    c.AddGcIntent: add_gc_intent,
+    c.GcSwept: gc_swept,
+}

@@ -1,0 +1,164 @@
+"""Schema migrations (storage.md §2.1).
+
+Invariants: migrations are append-only and numbered; every statement is idempotent
+(``IF NOT EXISTS`` / ``INSERT OR IGNORE``) so an interrupted migration simply runs again;
+each version is applied in its own ``BEGIN IMMEDIATE`` transaction with its
+``schema_version`` row. A database newer than this build refuses to open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+V1 = """
+CREATE TABLE IF NOT EXISTS buckets (
+  name TEXT PRIMARY KEY,
+  region TEXT NOT NULL DEFAULT 'us-east-1',
+  owner_id TEXT NOT NULL,
+  owner_display TEXT NOT NULL DEFAULT '',
+  acl TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_buckets_owner ON buckets (owner_id, name);
+
+CREATE TABLE IF NOT EXISTS objects (
+  bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  size INTEGER NOT NULL CHECK (size >= 0),
+  etag TEXT NOT NULL,
+  content_type TEXT NOT NULL DEFAULT 'application/octet-stream',
+  content_encoding TEXT, content_language TEXT, content_disposition TEXT,
+  cache_control TEXT, expires TEXT,
+  storage_class TEXT NOT NULL DEFAULT 'STANDARD',
+  acl TEXT NOT NULL DEFAULT '{}',
+  user_metadata TEXT NOT NULL DEFAULT '{}',
+  last_modified TEXT NOT NULL,
+  delete_marker INTEGER NOT NULL DEFAULT 0,
+  data_ref TEXT NOT NULL,
+  data_node TEXT,
+  parts_count INTEGER,
+  checksum_algorithm TEXT,
+  checksum_value TEXT,
+  PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_objects_data_ref ON objects (data_ref);
+
+CREATE TABLE IF NOT EXISTS multipart_uploads (
+  upload_id TEXT PRIMARY KEY,
+  bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  content_type TEXT NOT NULL DEFAULT 'application/octet-stream',
+  content_encoding TEXT, content_language TEXT, content_disposition TEXT,
+  cache_control TEXT, expires TEXT,
+  storage_class TEXT NOT NULL DEFAULT 'STANDARD',
+  acl TEXT NOT NULL DEFAULT '{}',
+  user_metadata TEXT NOT NULL DEFAULT '{}',
+  owner_id TEXT NOT NULL,
+  owner_display TEXT NOT NULL DEFAULT '',
+  initiated_at TEXT NOT NULL,
+  checksum_algorithm TEXT,
+  data_ref TEXT,
+  backend_ref TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_uploads_bucket_key
+  ON multipart_uploads (bucket, key, initiated_at, upload_id);
+CREATE INDEX IF NOT EXISTS idx_uploads_initiated ON multipart_uploads (initiated_at);
+
+CREATE TABLE IF NOT EXISTS multipart_parts (
+  upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id) ON DELETE CASCADE,
+  part_number INTEGER NOT NULL CHECK (part_number BETWEEN 1 AND 10000),
+  size INTEGER NOT NULL,
+  etag TEXT NOT NULL,
+  last_modified TEXT NOT NULL,
+  data_ref TEXT NOT NULL,
+  data_node TEXT,
+  checksum_value TEXT,
+  backend_ref TEXT,
+  PRIMARY KEY (upload_id, part_number)
+);
+CREATE INDEX IF NOT EXISTS idx_parts_data_ref ON multipart_parts (data_ref);
+
+CREATE TABLE IF NOT EXISTS credentials (
+  access_key_id TEXT PRIMARY KEY,
+  secret_key TEXT NOT NULL,
+  owner_id TEXT NOT NULL,
+  display_name TEXT NOT NULL DEFAULT '',
+  active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0,1)),
+  created_at TEXT NOT NULL,
+  description TEXT
+);
+
+CREATE TABLE IF NOT EXISTS completed_uploads (
+  upload_id TEXT PRIMARY KEY,
+  bucket TEXT NOT NULL,
+  key TEXT NOT NULL,
+  etag TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  completed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_completed_at ON completed_uploads (completed_at);
+
+CREATE TABLE IF NOT EXISTS stats (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  bucket_count INTEGER NOT NULL DEFAULT 0,
+  object_count INTEGER NOT NULL DEFAULT 0,
+  total_bytes INTEGER NOT NULL DEFAULT 0,
+  upload_count INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO stats (id) VALUES (1);
+
+CREATE TABLE IF NOT EXISTS blob_gc (
+  data_ref TEXT PRIMARY KEY,
+  reason TEXT NOT NULL CHECK (reason IN
+    ('replaced','deleted','aborted','completed','expired','failed')),
+  not_before TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS idx_blob_gc_due ON blob_gc (not_before);
+
+CREATE TABLE IF NOT EXISTS node_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1,)
+LATEST = len(MIGRATIONS)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer build (exit 3 at startup)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                 "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every missing migration; returns the number applied."""
+    version = current_version(conn)
+    if version > LATEST:
+        raise SchemaTooNew(f"database schema {version} is newer than this build ({LATEST})")
+    applied = 0
+    for number in range(version + 1, LATEST + 1):
+        script = MIGRATIONS[number - 1]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO schema_version VALUES (?, ?)", (number, _now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied += 1
+    return applied
