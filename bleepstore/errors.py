@@ -128,6 +128,11 @@ class InvalidPartOrder(S3Error):
     )
 
 
+class InvalidPartNumber(S3Error):
+    code, status = "InvalidPartNumber", 416
+    message = "The requested partnumber is not satisfiable"
+
+
 class InvalidRange(S3Error):
     code, status, message = "InvalidRange", 416, "The requested range is not satisfiable"
 

@@ -90,7 +90,8 @@ def put_bucket_acl(conn: sqlite3.Connection, cmd: c.PutBucketAcl) -> None:
 
 
 def _replace_object(conn: sqlite3.Connection, meta: Any, gc_not_before: str,
-                    if_match: str | None, if_none_match: str | None) -> None:
+                    if_match: str | None, if_none_match: str | None) -> str | None:
+    """Upsert the object row; returns the replaced blob ref (now a GC intent)."""
     _require_bucket(conn, meta.bucket)
     old = conn.execute("SELECT etag, size, data_ref FROM objects WHERE bucket = ? AND key = ?",
                        (meta.bucket, meta.key)).fetchone()
@@ -99,26 +100,30 @@ def _replace_object(conn: sqlite3.Connection, meta: Any, gc_not_before: str,
                  f"VALUES ({placeholders(OBJECT_COLS)})", object_values(meta))
     if old is None:
         _stats(conn, objects=1, size=meta.size)
-    else:
-        if old["data_ref"] != meta.data_ref:
-            _gc(conn, old["data_ref"], "replaced", gc_not_before)
-        _stats(conn, size=meta.size - old["size"])
+        return None
+    _stats(conn, size=meta.size - old["size"])
+    if old["data_ref"] == meta.data_ref:
+        return None
+    _gc(conn, old["data_ref"], "replaced", gc_not_before)
+    return str(old["data_ref"])
 
 
-def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> None:
-    _replace_object(conn, cmd.meta, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
+def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> str | None:
+    return _replace_object(conn, cmd.meta, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
 
 
-def delete_objects(conn: sqlite3.Connection, cmd: c.DeleteObjects) -> tuple[str, ...]:
+def delete_objects(conn: sqlite3.Connection,
+                   cmd: c.DeleteObjects) -> tuple[tuple[str, str], ...]:
+    """Returns (key, data_ref) for every object actually removed."""
     _require_bucket(conn, cmd.bucket)
-    removed: list[str] = []
+    removed: list[tuple[str, str]] = []
     for key in cmd.keys:
         row = conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ? "
                            "RETURNING size, data_ref", (cmd.bucket, key)).fetchone()
         if row is not None:
             _gc(conn, row["data_ref"], "deleted", cmd.gc_not_before)
             _stats(conn, objects=-1, size=-row["size"])
-            removed.append(key)
+            removed.append((key, str(row["data_ref"])))
     return tuple(removed)
 
 
@@ -143,15 +148,17 @@ def _require_upload(conn: sqlite3.Connection, upload_id: str, bucket: str, key: 
         raise errors.NoSuchUpload(UploadId=upload_id)
 
 
-def put_part(conn: sqlite3.Connection, cmd: c.PutPart) -> None:
+def put_part(conn: sqlite3.Connection, cmd: c.PutPart) -> str | None:
     p = cmd.part
     _require_upload(conn, p.upload_id, cmd.bucket, cmd.key)
     old = conn.execute("SELECT data_ref FROM multipart_parts WHERE upload_id = ? AND "
                        "part_number = ?", (p.upload_id, p.part_number)).fetchone()
-    if old is not None and old["data_ref"] != p.data_ref:
-        _gc(conn, old["data_ref"], "replaced", cmd.gc_not_before)
     conn.execute(f"INSERT OR REPLACE INTO multipart_parts ({cols(PART_COLS)}) "
                  f"VALUES ({placeholders(PART_COLS)})", part_values(p))
+    if old is not None and old["data_ref"] != p.data_ref:
+        _gc(conn, old["data_ref"], "replaced", cmd.gc_not_before)
+        return str(old["data_ref"])
+    return None
 
 
 def _drop_upload(conn: sqlite3.Connection, upload_id: str, reason: str,
@@ -162,13 +169,20 @@ def _drop_upload(conn: sqlite3.Connection, upload_id: str, reason: str,
     _stats(conn, uploads=-1)
 
 
-def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> None:
+def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> list[str]:
+    """Returns the refs that became garbage (replaced object, the upload's parts)."""
     m = cmd.meta
     _require_upload(conn, cmd.upload_id, m.bucket, m.key)
-    _replace_object(conn, m, cmd.gc_not_before, None, cmd.if_none_match)
+    replaced = _replace_object(conn, m, cmd.gc_not_before, None, cmd.if_none_match)
     _drop_upload(conn, cmd.upload_id, "completed", cmd.gc_not_before)
     conn.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?)",
                  (cmd.upload_id, m.bucket, m.key, m.etag, m.size, cmd.now))
+    offset, windows = 0, []
+    for number, size in enumerate(cmd.part_sizes, start=1):
+        windows.append((m.data_ref, number, offset, size))
+        offset += size
+    conn.executemany("INSERT OR REPLACE INTO blob_parts VALUES (?, ?, ?, ?)", windows)
+    return [r for r in (replaced, f"upload:{cmd.upload_id}") if r]
 
 
 def abort_upload(conn: sqlite3.Connection, cmd: c.AbortUpload) -> None:
@@ -197,6 +211,7 @@ def add_gc_intent(conn: sqlite3.Connection, cmd: c.AddGcIntent) -> None:
 
 def gc_swept(conn: sqlite3.Connection, cmd: c.GcSwept) -> None:
     conn.executemany("DELETE FROM blob_gc WHERE data_ref = ?", [(r,) for r in cmd.done])
+    conn.executemany("DELETE FROM blob_parts WHERE data_ref = ?", [(r,) for r in cmd.done])
     conn.executemany("UPDATE blob_gc SET attempts = attempts + 1, not_before = ? "
                      "WHERE data_ref = ?", [(nb, r) for r, nb in cmd.retry])
 

@@ -85,6 +85,7 @@ class CompleteUpload:
     meta: ObjectMeta
     now: str
     gc_not_before: str
+    part_sizes: tuple[int, ...] = ()  # sizes of the listed parts, in order
     if_none_match: str | None = None
 
 

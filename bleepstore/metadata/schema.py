@@ -79,6 +79,16 @@ CREATE TABLE IF NOT EXISTS multipart_parts (
 );
 CREATE INDEX IF NOT EXISTS idx_parts_data_ref ON multipart_parts (data_ref);
 
+-- [BS] byte windows of the parts of a completed multipart blob, for partNumber reads;
+-- keyed by the immutable blob, dropped with it by GC.
+CREATE TABLE IF NOT EXISTS blob_parts (
+  data_ref TEXT NOT NULL,
+  part_number INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  PRIMARY KEY (data_ref, part_number)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS credentials (
   access_key_id TEXT PRIMARY KEY,
   secret_key TEXT NOT NULL,

@@ -187,11 +187,20 @@ class SqliteStore:
             "part_number > ? ORDER BY part_number LIMIT ?", (upload_id, after, limit))
         return [part_from_row(r) for r in rows]
 
-    def scan_uploads(self, bucket: str, *, prefix: str, key_marker: str | None,
-                     upload_id_marker: str | None, limit: int) -> list[Upload]:
-        """Uploads ordered by (key, initiated_at, upload_id) after the markers."""
+    def part_window(self, data_ref: str, part_number: int) -> tuple[int, int] | None:
+        """(offset, size) of part ``part_number`` inside a completed multipart blob."""
+        row = self._one("SELECT offset, size FROM blob_parts WHERE data_ref = ? AND "
+                        "part_number = ?", (data_ref, part_number))
+        return (int(row[0]), int(row[1])) if row else None
+
+    def scan_uploads_after(self, bucket: str, cursor: tuple[str, str, str] | None,
+                           prefix: str, limit: int) -> list[Upload]:
+        """Uploads in (key, initiated_at, upload_id) order strictly after ``cursor``."""
         sql = f"SELECT {cols(UPLOAD_COLS)} FROM multipart_uploads WHERE bucket = ?"
         args: list[Any] = [bucket]
+        if cursor is not None:
+            sql += " AND (key, initiated_at, upload_id) > (?, ?, ?)"
+            args += list(cursor)
         if prefix:
             sql += " AND key >= ?"
             args.append(prefix)
@@ -199,17 +208,6 @@ class SqliteStore:
             if upper is not None:
                 sql += " AND key < ?"
                 args.append(upper)
-        if key_marker is not None and upload_id_marker:
-            marker = self.get_upload(upload_id_marker)
-            if marker is not None and marker.key == key_marker:
-                sql += (" AND (key > ? OR (key = ? AND (initiated_at, upload_id) > (?, ?)))")
-                args += [key_marker, key_marker, marker.initiated_at, marker.upload_id]
-            else:
-                sql += " AND (key > ? OR (key = ? AND upload_id > ?))"
-                args += [key_marker, key_marker, upload_id_marker]
-        elif key_marker is not None:
-            sql += " AND key > ?"
-            args.append(key_marker)
         sql += " ORDER BY key, initiated_at, upload_id LIMIT ?"
         args.append(limit)
         return [upload_from_row(r) for r in self.conn().execute(sql, args)]

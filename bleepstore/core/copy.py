@@ -1,0 +1,109 @@
+"""CopyObject and the copy-source rules shared with UploadPartCopy (s3-api.md §8.6).
+
+Invariants: the copy streams or hard-links immutable blobs (never holds an object in
+memory); a single-part source keeps its ETag, a multipart source gets the MD5 of the
+copied bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from bleepstore import errors
+from bleepstore.core import gc
+from bleepstore.core.access import bucket_for, readable_object, writer_owner
+from bleepstore.core.inputs import (MAX_SINGLE_PAYLOAD, acl_for_new_resource,
+                                    content_headers, reject_unsupported_headers)
+from bleepstore.core.objects import commit_object
+from bleepstore.core.request import S3Request, S3Response, xml_response
+from bleepstore.core.services import Services
+from bleepstore.metadata.commands import PutObject
+from bleepstore.model import ObjectMeta
+from bleepstore.s3 import xml_render as render
+from bleepstore.s3.acl import acl_to_json
+from bleepstore.s3.conditions import evaluate_copy_source_conditions
+from bleepstore.s3.headers import now_iso
+from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
+from bleepstore.storage.backend import BlobMissing
+
+
+@dataclass(frozen=True)
+class CopySource:
+    bucket: str
+    key: str
+
+
+def parse_copy_source(value: str) -> CopySource:
+    raw, _, version = value.partition("?versionId=")
+    if version and version != "null":
+        raise errors.NoSuchVersion(Key=raw, VersionId=version)
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("Invalid copy source encoding",
+                                     ArgumentName="x-amz-copy-source") from None
+    decoded = decoded[1:] if decoded.startswith("/") else decoded
+    bucket, _, key = decoded.partition("/")
+    if not bucket or not key:
+        raise errors.InvalidArgument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    return CopySource(bucket, key)
+
+
+def load_copy_source(svc: Services, req: S3Request) -> ObjectMeta:
+    """Parse x-amz-copy-source, demand READ on it, evaluate the source conditionals."""
+    src = parse_copy_source(req.header("x-amz-copy-source") or "")
+    bucket = svc.store.get_bucket(src.bucket)
+    if bucket is None:
+        raise errors.NoSuchBucket(BucketName=src.bucket)
+    obj = readable_object(svc, req.principal, bucket, src.key)
+    get = req.header
+    evaluate_copy_source_conditions(lambda name: get(name), obj.etag, obj.last_modified)
+    return obj
+
+
+def copy_object(svc: Services, req: S3Request) -> S3Response:
+    reject_unsupported_headers(req)
+    dest = bucket_for(svc, req, "WRITE")
+    src = load_copy_source(svc, req)
+    directive = (req.header("x-amz-metadata-directive") or "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown metadata directive.",
+                                     ArgumentName="x-amz-metadata-directive",
+                                     ArgumentValue=directive)
+    requested_class = req.header("x-amz-storage-class")
+    storage_class = validate_storage_class(requested_class or "STANDARD")
+    same = (src.bucket, src.key) == (dest.name, req.key)
+    if same and directive == "COPY" and (requested_class is None
+                                         or requested_class == src.storage_class):
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect "
+            "location or encryption attributes.")
+    if src.size > MAX_SINGLE_PAYLOAD:
+        raise errors.EntityTooLarge(ProposedSize=src.size, MaxSizeAllowed=MAX_SINGLE_PAYLOAD)
+    owner = writer_owner(req.principal, dest)
+    acl = acl_for_new_resource(svc, req, owner, dest)
+    if directive == "REPLACE":
+        content, user_meta = content_headers(req), user_metadata_from_headers(req.header_items)
+    else:
+        content, user_meta = src.content, src.user_metadata
+    multipart_source = bool(src.parts_count)
+    try:
+        staged = svc.storage.copy(src.data_ref, None, need_md5=multipart_source)
+    except BlobMissing:
+        raise errors.InternalError() from None
+    now = now_iso()
+    etag = f'"{staged.md5_hex}"' if multipart_source else src.etag
+    meta = ObjectMeta(
+        bucket=dest.name, key=req.key, size=staged.size, etag=etag, last_modified=now,
+        data_ref=staged.data_ref, content=content, storage_class=storage_class,
+        acl=acl_to_json(acl), user_metadata=user_meta,
+        checksum_algorithm=None if multipart_source else src.checksum_algorithm,
+        checksum_value=None if multipart_source else src.checksum_value)
+    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before()))
+    gc.collect_now(svc, [replaced])
+    return xml_response(render.copy_object_result(etag, now))
+

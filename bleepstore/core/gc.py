@@ -1,0 +1,64 @@
+"""Blob garbage collection (storage.md §5.4).
+
+Invariants: a blob is deleted only after the commit that dropped its last reference
+recorded a GC intent; the intent row is removed only after the backend delete
+succeeded, so a crash anywhere leaves work that the next sweep finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from bleepstore.core.services import Services
+from bleepstore.metadata.commands import GcSwept
+from bleepstore.s3.headers import iso_from_datetime, now_iso
+
+log = logging.getLogger("bleepstore.storage")
+
+
+def _retry_at(attempts: int) -> str:
+    delay = min(2 ** (attempts + 1) * 60, 3600)
+    return iso_from_datetime(datetime.now(timezone.utc) + timedelta(seconds=delay))
+
+
+def delete_refs(svc: Services, refs: Iterable[tuple[str, int]]) -> tuple[int, int]:
+    """Delete each blob, then settle the intents in one transaction."""
+    done: list[str] = []
+    retry: list[tuple[str, str]] = []
+    for ref, attempts in refs:
+        try:
+            svc.storage.delete(ref)
+            done.append(ref)
+        except Exception as exc:  # any backend failure: retry later, never fail a request
+            log.warning("gc: cannot delete %s: %s", ref, exc)
+            retry.append((ref, _retry_at(attempts)))
+    if done or retry:
+        svc.store.apply(GcSwept(done=tuple(done), retry=tuple(retry)))
+    return len(done), len(retry)
+
+
+def collect_now(svc: Services, refs: Iterable[str | None]) -> None:
+    """After a commit: drop the blobs it released when no grace period applies."""
+    if svc.config.storage.effective_gc_grace_s > 0:
+        return
+    wanted = [(r, 0) for r in refs if r]
+    if wanted:
+        try:
+            delete_refs(svc, wanted)
+        except Exception as exc:  # best effort; the sweeper finishes the job
+            log.warning("gc: deferred after commit: %s", exc)
+
+
+def sweep(svc: Services, batch: int = 500) -> int:
+    """Delete every due blob, in batches; returns how many were deleted."""
+    total = 0
+    while True:
+        due = svc.store.due_gc(now_iso(), batch)
+        if not due:
+            return total
+        done, _ = delete_refs(svc, due)
+        total += done
+        if len(due) < batch or done == 0:
+            return total

@@ -1,0 +1,129 @@
+"""ListObjects (v1), ListObjectsV2 and DeleteObjects (s3-api.md §8.5, §9).
+
+Invariants: a listing page is built by the one algorithm in ``s3.listing`` over
+indexed range scans of the objects primary key, inside one read snapshot; it never
+reads rows it does not return beyond the bounded look-ahead that decides IsTruncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bleepstore import errors
+from bleepstore.core import gc
+from bleepstore.core.access import bucket_for, bucket_owner
+from bleepstore.core.inputs import read_xml_body
+from bleepstore.core.request import S3Request, S3Response, xml_response
+from bleepstore.core.services import Services
+from bleepstore.metadata.commands import DeleteObjects
+from bleepstore.model import ObjectMeta, Owner, Page
+from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3.acl import acl_from_json
+from bleepstore.s3.listing import (build_page, decode_token, encode_token, parse_max_keys,
+                                   to_page)
+from bleepstore.s3.names import validate_key
+from bleepstore.s3.xml import xml_safe
+
+
+@dataclass(frozen=True)
+class _ObjectSource:
+    svc: Services
+    bucket: str
+
+    def scan(self, start_after: str | None, prefix: str, limit: int) -> Sequence[ObjectMeta]:
+        return self.svc.store.scan_objects(self.bucket, start_after, prefix, limit)
+
+
+def _params(req: S3Request) -> tuple[str, str | None, int, str | None]:
+    encoding = req.query.get("encoding-type")
+    if encoding is not None and encoding != "url":
+        raise errors.InvalidArgument("Invalid Encoding Method specified in Request",
+                                     ArgumentName="encoding-type", ArgumentValue=encoding)
+    prefix = xml_safe(req.query.get("prefix", ""), "prefix")
+    delimiter = req.query.get("delimiter") or None
+    if delimiter is not None:
+        xml_safe(delimiter, "delimiter")
+    return prefix, delimiter, parse_max_keys(req.query.get("max-keys")), encoding
+
+
+def _page(svc: Services, bucket: str, prefix: str, delimiter: str | None, max_keys: int,
+          after: str | None) -> Page:
+    with svc.store.snapshot():
+        listing = build_page(_ObjectSource(svc, bucket), prefix=prefix, delimiter=delimiter,
+                             max_keys=max_keys, after=after)
+    return to_page(listing)
+
+
+def _owner_lookup(default: Owner) -> Callable[[ObjectMeta], Owner]:
+    def owner_of(obj: ObjectMeta) -> Owner:
+        return acl_from_json(obj.acl, default).owner
+    return owner_of
+
+
+def list_objects_v2(svc: Services, req: S3Request) -> S3Response:
+    bucket = bucket_for(svc, req, "READ")
+    prefix, delimiter, max_keys, encoding = _params(req)
+    token = req.query.get("continuation-token")
+    start_after = req.query.get("start-after")
+    if start_after is not None:
+        xml_safe(start_after, "start-after")
+    after = decode_token(token) if token is not None else (start_after or None)
+    page = _page(svc, bucket.name, prefix, delimiter, max_keys, after)
+    next_token = encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
+    return xml_response(render.list_objects_v2(
+        bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
+        encoding_type=encoding, start_after=start_after, continuation_token=token,
+        next_continuation_token=next_token,
+        fetch_owner=req.query.get("fetch-owner", "").lower() == "true",
+        owner_of=_owner_lookup(bucket_owner(bucket))))
+
+
+def list_objects(svc: Services, req: S3Request) -> S3Response:
+    bucket = bucket_for(svc, req, "READ")
+    prefix, delimiter, max_keys, encoding = _params(req)
+    marker = req.query.get("marker")
+    if marker is not None:
+        xml_safe(marker, "marker")
+    page = _page(svc, bucket.name, prefix, delimiter, max_keys, marker or None)
+    return xml_response(render.list_objects_v1(
+        bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
+        encoding_type=encoding, marker=marker, owner_of=_owner_lookup(bucket_owner(bucket))))
+
+
+def _key_problem(key: str, version_id: str | None) -> render.DeleteErrorEntry | None:
+    if version_id is not None and version_id != "null":
+        return render.DeleteErrorEntry(key, "NoSuchVersion",
+                                       errors.NoSuchVersion.message, version_id)
+    try:
+        validate_key(key)
+    except errors.S3Error as exc:
+        return render.DeleteErrorEntry(key, "InvalidArgument", exc.msg, version_id)
+    return None
+
+
+def delete_objects(svc: Services, req: S3Request) -> S3Response:
+    bucket = bucket_for(svc, req, "WRITE")
+    has_md5 = req.header("content-md5") is not None
+    has_checksum = any(name.startswith("x-amz-checksum-") and name not in (
+        "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode")
+        for name, _ in req.header_items) or req.header("x-amz-trailer") is not None
+    body = read_xml_body(req.payload)
+    if not body:
+        raise errors.MissingRequestBodyError()
+    quiet, entries = xml.parse_delete(body)
+    if not (has_md5 or has_checksum):
+        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+    results: list[render.DeletedEntry | render.DeleteErrorEntry] = []
+    wanted: list[str] = []
+    for key, version_id in entries:
+        problem = _key_problem(key, version_id)
+        if problem is None:
+            wanted.append(key)
+            results.append(render.DeletedEntry(key, version_id))
+        else:
+            results.append(problem)
+    removed = svc.store.apply(DeleteObjects(bucket.name, tuple(dict.fromkeys(wanted)),
+                                            svc.gc_not_before())) if wanted else ()
+    gc.collect_now(svc, [ref for _, ref in removed])
+    return xml_response(render.delete_result(results, quiet))

@@ -1,0 +1,182 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, object ACLs,
+GetObjectTagging (s3-api.md §8).
+
+Invariants: a PUT is acknowledged only after the blob is durable and the metadata
+commit (which re-checks If-Match / If-None-Match) succeeded; a failed commit deletes
+the new blob. GET streams from an immutable blob, so concurrent overwrites are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bleepstore import errors
+from bleepstore.core import gc
+from bleepstore.core.access import (bucket_for, bucket_owner, load_bucket, object_acl,
+                                    readable_object, writer_owner)
+from bleepstore.core.inputs import (acl_for_new_resource, acl_from_request,
+                                    content_headers, receive, reject_unsupported_headers)
+from bleepstore.core.request import S3Request, S3Response, empty, xml_response
+from bleepstore.core.services import Services
+from bleepstore.metadata.commands import CompleteUpload, DeleteObjects, PutObject, PutObjectAcl
+from bleepstore.model import ObjectMeta, Owner
+from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3.acl import acl_to_json
+from bleepstore.s3.checksums import header_name
+from bleepstore.s3.conditions import (check_write_preconditions, evaluate_read_conditions,
+                                      validate_write_condition_headers)
+from bleepstore.s3.headers import http_date, now_iso
+from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
+from bleepstore.s3.ranges import parse_range
+from bleepstore.storage.backend import BlobMissing
+
+log = logging.getLogger("bleepstore.s3")
+
+RESPONSE_OVERRIDES = (
+    ("response-content-type", "Content-Type"),
+    ("response-content-language", "Content-Language"),
+    ("response-expires", "Expires"),
+    ("response-cache-control", "Cache-Control"),
+    ("response-content-disposition", "Content-Disposition"),
+    ("response-content-encoding", "Content-Encoding"),
+)
+
+
+def check_version_id(req: S3Request) -> None:
+    version = req.query.get("versionId")
+    if version is not None and version != "null":
+        raise errors.InvalidArgument("Invalid version id specified",
+                                     ArgumentName="versionId", ArgumentValue=version)
+
+
+def put_object(svc: Services, req: S3Request) -> S3Response:
+    reject_unsupported_headers(req)
+    if_match, if_none_match = req.header("if-match"), req.header("if-none-match")
+    validate_write_condition_headers(if_none_match)
+    bucket = bucket_for(svc, req, "WRITE")
+    owner = writer_owner(req.principal, bucket)
+    acl = acl_for_new_resource(svc, req, owner, bucket)
+    storage_class = validate_storage_class(req.header("x-amz-storage-class") or "STANDARD")
+    user_meta = user_metadata_from_headers(req.header_items)
+    content = content_headers(req)
+    if if_match is not None or if_none_match is not None:  # fail fast; re-checked at commit
+        current = svc.store.get_object(bucket.name, req.key)
+        check_write_preconditions(if_match, if_none_match, current.etag if current else None)
+    staged, digest = receive(req.payload, svc.storage.open_writer("object"))
+    now = now_iso()
+    meta = ObjectMeta(
+        bucket=bucket.name, key=req.key, size=staged.size, etag=f'"{staged.md5_hex}"',
+        last_modified=now, data_ref=staged.data_ref, content=content,
+        storage_class=storage_class, acl=acl_to_json(acl), user_metadata=user_meta,
+        checksum_algorithm=digest.checksum_algorithm, checksum_value=digest.checksum_b64)
+    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(), if_match,
+                                            if_none_match))
+    gc.collect_now(svc, [replaced])
+    resp = empty(200).header("ETag", meta.etag)
+    if digest.checksum_algorithm and digest.checksum_b64:
+        resp.header(header_name(digest.checksum_algorithm), digest.checksum_b64)
+    return resp
+
+
+def commit_object(svc: Services, cmd: PutObject | CompleteUpload) -> Any:
+    """Apply the commit; on any failure the staged blob is removed (never referenced)."""
+    try:
+        result = svc.store.apply(cmd)
+    except BaseException:
+        try:
+            svc.storage.delete(cmd.meta.data_ref)
+        except Exception as exc:  # the orphan scan collects it
+            log.warning("cannot remove uncommitted blob %s: %s", cmd.meta.data_ref, exc)
+        raise
+    return result
+
+
+def object_headers(obj: ObjectMeta) -> list[tuple[str, str]]:
+    c = obj.content
+    headers = [("ETag", obj.etag), ("Last-Modified", http_date(obj.last_modified)),
+               ("Accept-Ranges", "bytes"), ("Content-Type", c.content_type)]
+    for name, value in (("Content-Encoding", c.content_encoding),
+                        ("Content-Language", c.content_language),
+                        ("Content-Disposition", c.content_disposition),
+                        ("Cache-Control", c.cache_control), ("Expires", c.expires)):
+        if value is not None:
+            headers.append((name, value))
+    headers.extend(obj.user_metadata)
+    if obj.storage_class != "STANDARD":
+        headers.append(("x-amz-storage-class", obj.storage_class))
+    if obj.parts_count:
+        headers.append(("x-amz-mp-parts-count", str(obj.parts_count)))
+    return headers
+
+
+def _apply_overrides(req: S3Request, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    overrides = {h.lower(): (h, req.query[q]) for q, h in RESPONSE_OVERRIDES if q in req.query}
+    if not overrides:
+        return headers
+    if req.principal.is_anonymous:
+        raise errors.InvalidRequest(
+            "Request specific response headers cannot be used for anonymous GET requests.")
+    kept = [(k, v) for k, v in headers if k.lower() not in overrides]
+    return kept + list(overrides.values())
+
+
+def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Response:
+    check_version_id(req)
+    bucket = load_bucket(svc, req)
+    obj = readable_object(svc, req.principal, bucket, req.key)
+    headers = _apply_overrides(req, object_headers(obj))
+    if evaluate_read_conditions(req.header, obj.etag, obj.last_modified) == 304:
+        return S3Response(status=304, headers=[("ETag", obj.etag), (
+            "Last-Modified", http_date(obj.last_modified))])
+    from bleepstore.core.multipart import part_range  # partNumber reads (issue 4)
+    window = part_range(svc, req, obj)
+    rng = parse_range(req.header("range"), obj.size) if window is None else window
+    status, first, length = 200, 0, obj.size
+    if rng is not None:
+        status, first, length = 206, rng[0], rng[1] - rng[0] + 1
+        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{obj.size}"))
+    elif (obj.checksum_algorithm and obj.checksum_value
+          and (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED"):
+        headers.append((header_name(obj.checksum_algorithm), obj.checksum_value))
+        headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
+    resp = S3Response(status=status, headers=headers, content_length=length)
+    if not head:
+        try:
+            resp.stream = svc.storage.open_read(obj.data_ref, first, length)
+        except BlobMissing:
+            log.error("data missing: bucket=%s key=%s data_ref=%s", obj.bucket, obj.key,
+                      obj.data_ref)
+            raise errors.InternalError() from None
+    return resp
+
+
+def delete_object(svc: Services, req: S3Request) -> S3Response:
+    check_version_id(req)
+    bucket = bucket_for(svc, req, "WRITE")
+    removed = svc.store.apply(DeleteObjects(bucket.name, (req.key,), svc.gc_not_before()))
+    gc.collect_now(svc, [ref for _, ref in removed])
+    return empty(204)
+
+
+def get_object_acl(svc: Services, req: S3Request) -> S3Response:
+    bucket = load_bucket(svc, req)
+    obj = readable_object(svc, req.principal, bucket, req.key, "READ_ACP")
+    return xml_response(render.access_control_policy(object_acl(obj, bucket)))
+
+
+def put_object_acl(svc: Services, req: S3Request) -> S3Response:
+    bucket = load_bucket(svc, req)
+    obj = readable_object(svc, req.principal, bucket, req.key, "WRITE_ACP")
+    current = object_acl(obj, bucket)
+    acl = acl_from_request(svc, req, current.owner, bucket_owner(bucket), for_bucket=False)
+    acl_owned = type(acl)(owner=Owner(current.owner.id, current.owner.display_name),
+                          grants=acl.grants)
+    svc.store.apply(PutObjectAcl(bucket.name, req.key, acl_to_json(acl_owned)))
+    return empty(200)
+
+
+def get_object_tagging(svc: Services, req: S3Request) -> S3Response:
+    bucket = load_bucket(svc, req)
+    readable_object(svc, req.principal, bucket, req.key)
+    return xml_response(render.tagging_empty())

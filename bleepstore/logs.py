@@ -1,0 +1,87 @@
+"""Logging: one JSON object per line (or key=value text) on stderr (observability.md §5).
+
+Invariants: every line written during a request carries its request id (read from a
+ContextVar by a filter); secrets never reach a log line because nothing logs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from bleepstore.config import Config
+from bleepstore.web.context import request_id_var
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get()
+        return True
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+        "pid": record.process, "thread": record.thread,
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and not key.startswith("_") and value not in (None, ""):
+            out[key] = value
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = _fields(record)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = _fields(record)
+        head = f"{out.pop('ts')} {out.pop('level')} {out.pop('logger')}: {out.pop('msg')}"
+        rest = " ".join(f"{k}={v}" for k, v in out.items() if k not in ("pid", "thread"))
+        text = f"{head} {rest}".rstrip()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+_configured: tuple[int, str] | None = None
+_lock = threading.Lock()
+
+
+def formatter_for(fmt: str = "json") -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+def setup_logging(cfg: Config) -> None:
+    """Install the BleepStore handler on the root logger once per process."""
+    global _configured
+    key = (os.getpid(), cfg.logging.format + cfg.logging.level)
+    with _lock:
+        if _configured == key:
+            return
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if getattr(h, "_bleepstore", False):
+                root.removeHandler(h)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter_for(cfg.logging.format))
+        handler.addFilter(RequestIdFilter())
+        handler._bleepstore = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.setLevel(cfg.logging.level.upper())
+        _configured = key

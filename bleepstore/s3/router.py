@@ -1,0 +1,277 @@
+"""Addressing and dispatch (s3-api.md §2.1-§2.5). Pure: a raw target in, an ``Op`` out.
+
+Invariants:
+- Bucket and key are percent-decoded separately from the raw target, ``+`` stays literal,
+  and the key is never normalised (``a//b``, ``./x``, a trailing ``/`` are distinct keys).
+- ``route`` is driven by the data in ``_TABLES``; rows are tried top to bottom after two
+  global checks: §2.5 unsupported sub-resources (501) and recognised sub-resources used
+  with a method that has no row for them (405 — ``DELETE /b/k?acl`` never deletes).
+- Query parameters: first occurrence wins, names are case-sensitive, blank values kept,
+  unknown names ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from bleepstore.errors import InvalidArgument, MethodNotAllowed, S3Error, S3NotImplemented
+from bleepstore.s3.names import validate_bucket_name
+
+
+class Op(enum.Enum):
+    """One member per operation; the value is the AWS API name used in metrics."""
+
+    LIST_BUCKETS = "ListBuckets"
+    CREATE_BUCKET = "CreateBucket"
+    DELETE_BUCKET = "DeleteBucket"
+    HEAD_BUCKET = "HeadBucket"
+    GET_BUCKET_LOCATION = "GetBucketLocation"
+    GET_BUCKET_ACL = "GetBucketAcl"
+    PUT_BUCKET_ACL = "PutBucketAcl"
+    GET_BUCKET_VERSIONING = "GetBucketVersioning"
+    LIST_OBJECTS = "ListObjects"
+    LIST_OBJECTS_V2 = "ListObjectsV2"
+    LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
+    DELETE_OBJECTS = "DeleteObjects"
+    PUT_OBJECT = "PutObject"
+    COPY_OBJECT = "CopyObject"
+    GET_OBJECT = "GetObject"
+    HEAD_OBJECT = "HeadObject"
+    DELETE_OBJECT = "DeleteObject"
+    GET_OBJECT_ACL = "GetObjectAcl"
+    PUT_OBJECT_ACL = "PutObjectAcl"
+    GET_OBJECT_TAGGING = "GetObjectTagging"
+    CREATE_MULTIPART_UPLOAD = "CreateMultipartUpload"
+    UPLOAD_PART = "UploadPart"
+    UPLOAD_PART_COPY = "UploadPartCopy"
+    COMPLETE_MULTIPART_UPLOAD = "CompleteMultipartUpload"
+    ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
+    LIST_PARTS = "ListParts"
+
+
+@dataclass(frozen=True)
+class Address:
+    """The resource a request names. ``bucket is None`` = service; ``key is None`` = bucket."""
+
+    bucket: str | None
+    key: str | None
+    virtual_host: bool
+
+
+RESERVED_SERVICE_PATHS = frozenset(
+    {"/health", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+
+
+def is_service_endpoint(raw_path: str) -> bool:
+    """True for the §2.2 service paths (the caller also checks: path-style, no S3 auth)."""
+    return raw_path in RESERVED_SERVICE_PATHS or raw_path.startswith("/docs/")
+
+
+# ---------------------------------------------------------------- raw target decoding
+
+def split_target(raw_target: str) -> tuple[str, str]:
+    """Split a raw request target at the first ``?`` into (raw path, raw query)."""
+    path, _, query = raw_target.partition("?")
+    return path, query
+
+
+def _decode(raw: str, what: str) -> str:
+    # NOTE: WSGI strings are latin-1 views of the wire bytes, so latin-1 recovers them;
+    # a str holding code points above U+00FF cannot come from WSGI and is taken as text.
+    try:
+        data = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        data = raw.encode("utf-8", "surrogateescape")
+    try:
+        return unquote_to_bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"The {what} is not valid UTF-8 after percent-decoding",
+                              ArgumentName=what) from None
+
+
+def decode_path_segment(raw: str) -> str:
+    """Percent-decode a raw bucket or key (``+`` literal); bad UTF-8 -> InvalidArgument."""
+    return _decode(raw, "path")
+
+
+def parse_query(raw_query: str) -> dict[str, str]:
+    """Decode a raw query string; the first occurrence of a name wins, blanks are kept."""
+    params: dict[str, str] = {}
+    for piece in raw_query.split("&"):
+        if not piece:
+            continue
+        raw_name, _, raw_value = piece.partition("=")
+        name = _decode(raw_name, "query")
+        if name not in params:
+            params[name] = _decode(raw_value, "query")
+    return params
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        end = host.find("]")
+        return host if end < 0 else host[: end + 1]
+    return host.partition(":")[0]
+
+
+def resolve_address(host: str | None, raw_path: str, domains: Sequence[str]) -> Address:
+    """§2.1 virtual-hosted vs path-style, §2.3 bucket/key extraction."""
+    h = _strip_port(host.strip().lower()) if host else ""
+    path = raw_path[1:] if raw_path.startswith("/") else raw_path
+    lowered = [d.lower() for d in domains if d]
+    matches = [d for d in lowered if len(h) > len(d) + 1 and h.endswith("." + d)]
+    if matches and h not in lowered:  # a host equal to a domain is path-style
+        bucket = h[: -len(max(matches, key=len)) - 1]
+        validate_bucket_name(bucket)
+        return Address(bucket, decode_path_segment(path) if path else None, True)
+    if not path:
+        return Address(None, None, False)
+    raw_bucket, _, raw_key = path.partition("/")
+    key = decode_path_segment(raw_key) if raw_key else None
+    return Address(decode_path_segment(raw_bucket), key, False)
+
+
+# ---------------------------------------------------------------- the dispatch table
+
+@dataclass(frozen=True)
+class Reject:
+    """A table outcome that is an error: 501, 405 or a missing companion parameter."""
+
+    kind: str  # "not-implemented" | "method-not-allowed" | "missing"
+    argument: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """``method`` plus every name in ``needs`` present (and ``copy_source`` if set)."""
+
+    method: str
+    needs: tuple[str, ...]
+    outcome: Op | Reject
+    copy_source: bool = False
+    must_equal: str | None = None  # value the single ``needs`` parameter must have
+
+
+_R = Row
+_BUCKET_ROWS = (
+    _R("GET", ("acl",), Op.GET_BUCKET_ACL),
+    _R("GET", ("location",), Op.GET_BUCKET_LOCATION),
+    _R("GET", ("uploads",), Op.LIST_MULTIPART_UPLOADS),
+    _R("GET", ("versioning",), Op.GET_BUCKET_VERSIONING),
+    _R("GET", ("list-type",), Op.LIST_OBJECTS_V2, must_equal="2"),
+    _R("GET", (), Op.LIST_OBJECTS),
+    _R("HEAD", (), Op.HEAD_BUCKET),
+    _R("PUT", ("acl",), Op.PUT_BUCKET_ACL),
+    _R("PUT", ("versioning",), Reject("not-implemented", "versioning")),
+    _R("PUT", (), Op.CREATE_BUCKET),
+    _R("DELETE", (), Op.DELETE_BUCKET),
+    _R("POST", ("delete",), Op.DELETE_OBJECTS),
+    _R("POST", (), Reject("not-implemented")),  # browser POST uploads
+)
+_OBJECT_ROWS = (
+    _R("GET", ("acl",), Op.GET_OBJECT_ACL),
+    _R("GET", ("uploadId",), Op.LIST_PARTS),
+    _R("GET", ("tagging",), Op.GET_OBJECT_TAGGING),
+    # NOTE: deviation from §2.4 (which answers 501): part reads are routed to the plain
+    # read operations, which implement ``partNumber`` themselves.
+    _R("GET", ("partNumber",), Op.GET_OBJECT),
+    _R("GET", (), Op.GET_OBJECT),
+    _R("HEAD", ("partNumber",), Op.HEAD_OBJECT),
+    _R("HEAD", (), Op.HEAD_OBJECT),
+    _R("PUT", ("acl",), Op.PUT_OBJECT_ACL),
+    _R("PUT", ("partNumber", "uploadId"), Op.UPLOAD_PART_COPY, copy_source=True),
+    _R("PUT", ("partNumber", "uploadId"), Op.UPLOAD_PART),
+    _R("PUT", ("partNumber",), Reject("missing", "uploadId")),
+    _R("PUT", ("uploadId",), Reject("missing", "partNumber")),
+    _R("PUT", ("tagging",), Reject("not-implemented", "tagging")),
+    _R("PUT", (), Op.COPY_OBJECT, copy_source=True),
+    _R("PUT", (), Op.PUT_OBJECT),
+    _R("DELETE", ("uploadId",), Op.ABORT_MULTIPART_UPLOAD),
+    _R("DELETE", (), Op.DELETE_OBJECT),
+    _R("POST", ("uploads",), Op.CREATE_MULTIPART_UPLOAD),
+    _R("POST", ("uploadId",), Op.COMPLETE_MULTIPART_UPLOAD),
+    _R("POST", (), Reject("method-not-allowed")),
+)
+_SERVICE_ROWS = (_R("GET", (), Op.LIST_BUCKETS),)
+_TABLES = {"SERVICE": _SERVICE_ROWS, "BUCKET": _BUCKET_ROWS, "OBJECT": _OBJECT_ROWS}
+
+RECOGNISED_SUBRESOURCES = ("acl", "location", "uploads", "uploadId", "partNumber", "delete",
+                           "versioning", "tagging", "list-type")
+UNSUPPORTED_SUBRESOURCES = frozenset({
+    "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+    "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
+    "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
+    "replication", "requestPayment", "restore", "retention", "select", "torrent",
+    "versions", "website",
+})
+_METHOD_ORDER = ("GET", "HEAD", "PUT", "POST", "DELETE")
+
+
+def _allow(rows: Sequence[Row], name: str | None = None) -> str:
+    """Methods with a row mentioning ``name`` (with a row yielding an Op when None)."""
+    methods = {r.method for r in rows
+               if (name in r.needs if name else isinstance(r.outcome, Op))}
+    return ", ".join(m for m in _METHOD_ORDER if m in methods)
+
+
+def _not_allowed(method: str, resource: str, allow: str) -> S3Error:
+    return MethodNotAllowed(Method=method, ResourceType=resource).with_header("Allow", allow)
+
+
+def _unsupported(resource: str, method: str, query: Mapping[str, str]) -> str | None:
+    for name in query:
+        if name in UNSUPPORTED_SUBRESOURCES:
+            return name
+        if name == "versionId" and method == "PUT":
+            return name
+        if name == "tagging" and resource == "BUCKET":
+            return name
+    return None
+
+
+def _matches(row: Row, method: str, query: Mapping[str, str], copy_source: bool) -> bool:
+    return (row.method == method and all(n in query for n in row.needs)
+            and (copy_source or not row.copy_source))
+
+
+def _reject(reject: Reject, method: str, resource: str, rows: Sequence[Row]) -> S3Error:
+    if reject.kind == "not-implemented":
+        return S3NotImplemented(ArgumentName=reject.argument)
+    if reject.kind == "missing":
+        return InvalidArgument(f"This operation requires the {reject.argument} parameter",
+                               ArgumentName=reject.argument)
+    return _not_allowed(method, resource, _allow(rows))
+
+
+def route(method: str, address: Address, query: Mapping[str, str],
+          has_copy_source: bool) -> Op:
+    """Pick the operation for a request (§2.4), or raise the error the table prescribes."""
+    resource = ("SERVICE" if address.bucket is None
+                else "BUCKET" if address.key is None else "OBJECT")
+    rows = _TABLES[resource]
+    if resource != "SERVICE":
+        unsupported = _unsupported(resource, method, query)
+        if unsupported is not None:
+            raise S3NotImplemented(ArgumentName=unsupported)
+        for name in RECOGNISED_SUBRESOURCES:
+            if name in query and not any(r.method == method and name in r.needs for r in rows):
+                raise _not_allowed(method, resource, _allow(rows, name))
+    for row in rows:
+        if not _matches(row, method, query, has_copy_source):
+            continue
+        if isinstance(row.outcome, Reject):
+            raise _reject(row.outcome, method, resource, rows)
+        if row.must_equal is not None and query[row.needs[0]] != row.must_equal:
+            raise InvalidArgument("Invalid List Type specified in Request",
+                                  ArgumentName=row.needs[0],
+                                  ArgumentValue=query[row.needs[0]])
+        return row.outcome
+    raise _not_allowed(method, resource, _allow(rows))
+
+
+__all__ = ["Address", "Op", "RECOGNISED_SUBRESOURCES", "RESERVED_SERVICE_PATHS", "Reject",
+           "Row", "UNSUPPORTED_SUBRESOURCES", "decode_path_segment", "is_service_endpoint",
+           "parse_query", "resolve_address", "route", "split_target"]

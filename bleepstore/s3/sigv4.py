@@ -1,0 +1,475 @@
+"""AWS Signature Version 4 verification for S3 (auth.md §1-§5, chunk math of §6.3/§6.4).
+
+Sans-I/O: the caller hands in a ``SigningRequest`` (raw path and query exactly as received,
+a lowercase header getter) and a credential lookup; ``authenticate`` returns an ``AuthResult``
+or raises an ``S3Error``.
+
+Invariants:
+- validation happens in the order the spec lists, so the first problem decides the error;
+- signatures are compared with ``hmac.compare_digest`` only;
+- the canonical request is built from the raw request target, never from a decoded path;
+- header auth without ``x-amz-content-sha256`` is NOT verified by ``authenticate``: the result
+  has ``content_sha256 is None`` and the caller must call ``verify_deferred`` with the body hash.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+from bleepstore.errors import (
+    AccessDenied,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    InvalidAccessKeyId,
+    InvalidArgument,
+    RequestTimeTooSkewed,
+    S3NotImplemented,
+    SignatureDoesNotMatch,
+)
+from bleepstore.model import Credential
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+STREAMING_VALUES = frozenset({
+    "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+})
+ECDSA_VALUES = frozenset({
+    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+})
+MAX_EXPIRES = 604800
+ISO_BASIC = "%Y%m%dT%H%M%SZ"
+
+_SIG_RE = re.compile(r"[0-9a-f]{64}")
+_HEX64_LOWER = re.compile(r"[0-9a-f]{64}")
+_TS_RE = re.compile(r"\d{8}T\d{6}Z")
+_DATE_RE = re.compile(r"\d{8}")
+
+PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-Date",
+                  "X-Amz-SignedHeaders", "X-Amz-Expires")
+PRESIGN_MARKERS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
+MSG_TWO_MECHANISMS = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature "
+    "query string parameter or the Authorization header should be specified"
+)
+MSG_NO_DATE = "AWS authentication requires a valid Date or x-amz-date header"
+MSG_CREDENTIAL_DATE = "Invalid credential date. Date is not the same as X-Amz-Date."
+MSG_PRESIGN_MISSING = (
+    "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
+    "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
+)
+MSG_BAD_SHA256 = (
+    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
+    "or a valid sha256 value."
+)
+
+
+# --- canonicalisation (§3.1) -------------------------------------------------------------
+
+def uri_encode(data: bytes, *, encode_slash: bool) -> str:
+    """Percent-encode every byte except ``A-Za-z0-9-_.~`` (and ``/`` unless encode_slash)."""
+    return quote_from_bytes(data, safe="-_.~" if encode_slash else "-_.~/")
+
+
+def canonical_uri(raw_path: str) -> str:
+    """Decode %XX (a lone ``%`` stays literal), re-encode, keep ``/``; empty -> ``/``."""
+    return uri_encode(unquote_to_bytes(raw_path), encode_slash=False) if raw_path else "/"
+
+
+def raw_canonical_uri(raw_path: str) -> str:
+    """The §3.1 step 5 fallback: the path exactly as received (empty -> ``/``)."""
+    return raw_path or "/"
+
+
+def canonical_query(raw_query: str, *, drop_signature: bool) -> str:
+    """Canonical query string; ``+`` stays a literal plus (encoded as ``%2B``)."""
+    pairs = []
+    for segment in raw_query.split("&"):
+        if not segment:
+            continue
+        name, _, value = segment.partition("=")
+        raw_name = unquote_to_bytes(name)
+        if drop_signature and raw_name == b"X-Amz-Signature":
+            continue
+        pairs.append((uri_encode(raw_name, encode_slash=True),
+                      uri_encode(unquote_to_bytes(value), encode_slash=True)))
+    pairs.sort()
+    return "&".join(f"{n}={v}" for n, v in pairs)
+
+
+def _header_value(value: str) -> str:
+    return " ".join(value.split())
+
+
+# --- signing math (§3.2, §3.3) -----------------------------------------------------------
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+@lru_cache(maxsize=1024)
+def signing_key(secret: str, date: str, region: str) -> bytes:
+    """kSigning for (secret, yyyymmdd, region); cached, so a rotated secret is a new entry."""
+    k_date = _hmac(b"AWS4" + secret.encode(), date)
+    return _hmac(_hmac(_hmac(k_date, region), "s3"), "aws4_request")
+
+
+def string_to_sign(timestamp: str, scope: str, canonical_request: str) -> str:
+    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
+
+
+def _sign(key: bytes, sts: str) -> str:
+    return hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+
+
+def _same(expected: str, provided: str) -> bool:
+    """Constant-time comparison; a non-ASCII value (never a valid signature) just differs."""
+    return provided.isascii() and hmac.compare_digest(expected, provided)
+
+
+# --- request model -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SigningRequest:
+    method: str
+    raw_path: str  # path of the raw request target, still percent-encoded
+    raw_query: str
+    get_header: Callable[[str], str | None]  # lowercase name -> value or None
+    query: Mapping[str, str]  # first occurrence of each decoded parameter
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    credential: Credential | None  # None = anonymous
+    mode: str  # "anonymous" | "header" | "presigned"
+    content_sha256: str | None
+    signing_key: bytes = b""
+    timestamp: str = ""
+    scope: str = ""
+    signature: str = ""  # seed signature for aws-chunked
+    canonical_request: str = ""
+    string_to_sign: str = ""
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """The parts of a signed request common to header and presigned auth."""
+
+    access_key: str
+    date: str
+    region: str
+    signed_headers: str
+    signature: str
+    timestamp: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/s3/aws4_request"
+
+
+def authenticate(
+    req: SigningRequest,
+    lookup: Callable[[str], Credential | None],
+    *,
+    now: datetime,
+    clock_skew_s: int = 900,
+    server_region: str = "us-east-1",
+    enforce_region: bool = False,
+) -> AuthResult:
+    """Choose the auth mode (§1) and verify the request; raise the spec's error otherwise."""
+    authorization = req.get_header("authorization")
+    region = server_region if enforce_region else None
+    # NOTE: X-Amz-Credential or X-Amz-Signature without X-Amz-Algorithm is a broken presigned
+    # URL (§4 step 1), not an anonymous request.
+    if any(p in req.query for p in PRESIGN_MARKERS):
+        if authorization is not None:
+            raise InvalidArgument(MSG_TWO_MECHANISMS, ArgumentName="Authorization")
+        return _presigned(req, lookup, now, clock_skew_s, region)
+    if authorization is not None:
+        if not authorization.startswith(ALGORITHM + " "):
+            raise InvalidArgument("Unsupported Authorization Type", ArgumentName="Authorization")
+        return _header(req, authorization, lookup, now, clock_skew_s, region)
+    # NOTE: SigV2 query auth (AWSAccessKeyId + Signature) is refused like a SigV2 header,
+    # rather than silently treated as anonymous.
+    if "Signature" in req.query and "AWSAccessKeyId" in req.query:
+        raise InvalidArgument("Unsupported Authorization Type", ArgumentName="Authorization")
+    declared = req.get_header("x-amz-content-sha256")
+    if declared is not None:
+        check_content_sha256(declared)
+    return AuthResult(credential=None, mode="anonymous", content_sha256=declared)
+
+
+def check_content_sha256(value: str) -> None:
+    """Validate an x-amz-content-sha256 value (§3.1 HashedPayload)."""
+    if value == UNSIGNED_PAYLOAD or value in STREAMING_VALUES or _HEX64_LOWER.fullmatch(value):
+        return
+    if value in ECDSA_VALUES:
+        raise S3NotImplemented("The ECDSA (SigV4a) streaming payload signature is not implemented.")
+    raise InvalidArgument(MSG_BAD_SHA256, ArgumentName="x-amz-content-sha256", ArgumentValue=value)
+
+
+# --- header auth (§2) --------------------------------------------------------------------
+
+def _malformed(detail: str, **extra: str) -> AuthorizationHeaderMalformed:
+    return AuthorizationHeaderMalformed(f"The authorization header is malformed; {detail}", **extra)
+
+
+def _parse_authorization(value: str) -> tuple[str, str, str]:
+    """-> (credential, signed_headers, signature) from an ``AWS4-HMAC-SHA256 ...`` header."""
+    parts: dict[str, str] = {}
+    for item in value[len(ALGORITHM) + 1:].split(","):
+        key, eq, val = item.strip().partition("=")
+        if not eq or key not in ("Credential", "SignedHeaders", "Signature") or key in parts:
+            raise _malformed("incorrect component " + repr(item.strip()))
+        parts[key] = val.strip()
+    for key in ("Credential", "SignedHeaders", "Signature"):
+        if key not in parts:
+            raise _malformed(f"missing {key}")
+    if not _SIG_RE.fullmatch(parts["Signature"]):
+        raise _malformed("the Signature is malformed")
+    if not _valid_signed_headers(parts["SignedHeaders"]):
+        raise _malformed("the SignedHeaders are malformed")
+    return parts["Credential"], parts["SignedHeaders"], parts["Signature"]
+
+
+def _valid_signed_headers(value: str) -> bool:
+    return bool(value) and all(value.split(";"))
+
+
+def _parse_scope(credential: str) -> tuple[str, str, str] | None:
+    """-> (access_key, date, region) if the 5-field scope is well formed, else None."""
+    fields = credential.split("/")
+    if len(fields) != 5 or not fields[0] or not fields[2]:
+        return None
+    akid, date, region, service, terminator = fields
+    if not _DATE_RE.fullmatch(date) or service != "s3" or terminator != "aws4_request":
+        return None
+    return akid, date, region
+
+
+def _header_timestamp(req: SigningRequest) -> str:
+    """§2.2: x-amz-date, else the Date header converted to ISO 8601 basic."""
+    amz = req.get_header("x-amz-date")
+    if amz is not None:
+        if _parse_basic(amz.strip()) is None:
+            raise AccessDenied(MSG_NO_DATE)
+        return amz.strip()
+    date = req.get_header("date")
+    if date is None:
+        raise AccessDenied(MSG_NO_DATE)
+    try:
+        parsed = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        raise AccessDenied(MSG_NO_DATE) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime(ISO_BASIC)
+
+
+def _parse_basic(value: str) -> datetime | None:
+    if not _TS_RE.fullmatch(value):
+        return None
+    try:
+        return datetime.strptime(value, ISO_BASIC).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _header(req: SigningRequest, authorization: str, lookup: Callable[[str], Credential | None],
+            now: datetime, skew: int, region: str | None) -> AuthResult:
+    credential, signed_headers, signature = _parse_authorization(authorization)
+    scope = _parse_scope(credential)
+    if scope is None:
+        raise _malformed('the Credential is mal-formed; expecting '
+                         '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
+    akid, date, cred_region = scope
+    if region is not None and cred_region != region:
+        raise _malformed(f"the region '{cred_region}' is wrong; expecting '{region}'", Region=region)
+    timestamp = _header_timestamp(req)
+    if date != timestamp[:8]:
+        raise AuthorizationHeaderMalformed(MSG_CREDENTIAL_DATE)
+    declared = req.get_header("x-amz-content-sha256")
+    if declared is not None:
+        check_content_sha256(declared)
+    cred = _lookup(lookup, akid)
+    request_time = _parse_basic(timestamp)
+    assert request_time is not None  # validated by _header_timestamp
+    if abs((now - request_time).total_seconds()) > skew:
+        raise RequestTimeTooSkewed(RequestTime=timestamp, ServerTime=_iso(now),
+                                   MaxAllowedSkewMilliseconds=skew * 1000)
+    parsed = _Parsed(akid, date, cred_region, signed_headers, signature, timestamp)
+    _check_signed_headers(req, parsed)
+    key = signing_key(cred.secret_key, date, cred_region)
+    result = AuthResult(cred, "header", declared, key, timestamp, parsed.scope, signature)
+    if declared is None:
+        return result  # NOTE: deferred, see verify_deferred
+    return _verify(result, req, parsed, declared, drop_signature=False)
+
+
+def _lookup(lookup: Callable[[str], Credential | None], akid: str) -> Credential:
+    cred = lookup(akid)
+    if cred is None or not cred.active:
+        raise InvalidAccessKeyId(AWSAccessKeyId=akid)
+    return cred
+
+
+def _check_signed_headers(req: SigningRequest, parsed: _Parsed) -> None:
+    """§2.3: host must be signed, and every signed header must be present."""
+    names = parsed.signed_headers.split(";")
+    missing = "host" not in names or any(req.get_header(n.lower()) is None for n in names)
+    if missing:
+        raise SignatureDoesNotMatch(
+            "There were headers present in the request which were not signed"
+            if "host" not in names else "A signed header is missing from the request",
+            AWSAccessKeyId=parsed.access_key, SignatureProvided=parsed.signature)
+
+
+def verify_deferred(result: AuthResult, req: SigningRequest, payload_sha256_hex: str) -> None:
+    """Finish header auth that had no x-amz-content-sha256, given the body's hex SHA-256."""
+    if result.credential is None:
+        raise ValueError("verify_deferred needs an authenticated AuthResult")
+    credential, signed_headers, signature = _parse_authorization(req.get_header("authorization") or "")
+    scope = _parse_scope(credential)
+    assert scope is not None  # authenticate() accepted this header already
+    parsed = _Parsed(scope[0], scope[1], scope[2], signed_headers, signature, result.timestamp)
+    _verify(result, req, parsed, payload_sha256_hex, drop_signature=False)
+
+
+# --- signature check shared by all modes (§3) -------------------------------------------
+
+def _canonical_request(req: SigningRequest, path: str, parsed: _Parsed,
+                       hashed_payload: str, drop_signature: bool) -> str:
+    names = parsed.signed_headers.split(";")
+    headers = "".join(f"{n.lower()}:{_header_value(req.get_header(n.lower()) or '')}\n"
+                      for n in names)
+    query = canonical_query(req.raw_query, drop_signature=drop_signature)
+    return f"{req.method}\n{path}\n{query}\n{headers}\n{parsed.signed_headers}\n{hashed_payload}"
+
+
+def _verify(result: AuthResult, req: SigningRequest, parsed: _Parsed, hashed_payload: str,
+            *, drop_signature: bool) -> AuthResult:
+    """Compute the signature for ``hashed_payload`` (canonical path, then raw path)."""
+    first: tuple[str, str] | None = None
+    paths = [canonical_uri(req.raw_path)]
+    if raw_canonical_uri(req.raw_path) != paths[0]:
+        paths.append(raw_canonical_uri(req.raw_path))
+    for path in paths:
+        creq = _canonical_request(req, path, parsed, hashed_payload, drop_signature)
+        sts = string_to_sign(parsed.timestamp, parsed.scope, creq)
+        if _same(_sign(result.signing_key, sts), parsed.signature):
+            return AuthResult(result.credential, result.mode, result.content_sha256,
+                              result.signing_key, result.timestamp, result.scope,
+                              result.signature, creq, sts)
+        first = first or (creq, sts)
+    assert first is not None
+    raise SignatureDoesNotMatch(AWSAccessKeyId=parsed.access_key, StringToSign=first[1],
+                                SignatureProvided=parsed.signature, CanonicalRequest=first[0])
+
+
+# --- presigned URLs (§4) -----------------------------------------------------------------
+
+def _presigned(req: SigningRequest, lookup: Callable[[str], Credential | None],
+               now: datetime, skew: int, region: str | None) -> AuthResult:
+    q = req.query
+    if any(p not in q for p in PRESIGN_PARAMS):
+        raise AuthorizationQueryParametersError(MSG_PRESIGN_MISSING)
+    parsed, signed_at = _presign_params(q, region)
+    expires = _presign_expires(q["X-Amz-Expires"])
+    cred = _lookup(lookup, parsed.access_key)
+    if (signed_at - now).total_seconds() > skew:
+        raise AccessDenied("Request is not valid yet")
+    expiry = signed_at + timedelta(seconds=expires)
+    if now > expiry:
+        raise AccessDenied("Request has expired", **{"X-Amz-Expires": str(expires),
+                                                     "Expires": _iso(expiry),
+                                                     "ServerTime": _iso(now)})
+    _check_signed_headers(req, parsed)
+    key = signing_key(cred.secret_key, parsed.date, parsed.region)
+    result = AuthResult(cred, "presigned", UNSIGNED_PAYLOAD, key, parsed.timestamp,
+                        parsed.scope, parsed.signature)
+    return _verify(result, req, parsed, UNSIGNED_PAYLOAD, drop_signature=True)
+
+
+def _presign_params(q: Mapping[str, str], region: str | None) -> tuple[_Parsed, datetime]:
+    """§4 step 2: algorithm, credential, date and the credential date."""
+    if q["X-Amz-Algorithm"] != ALGORITHM:
+        raise AuthorizationQueryParametersError(
+            'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
+    scope = _parse_scope(q["X-Amz-Credential"])
+    if scope is None:
+        raise AuthorizationQueryParametersError(
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
+            'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
+    akid, date, cred_region = scope
+    if region is not None and cred_region != region:
+        raise AuthorizationQueryParametersError(
+            f"Error parsing the X-Amz-Credential parameter; the region '{cred_region}' is "
+            f"wrong; expecting '{region}'", Region=region)
+    timestamp = q["X-Amz-Date"]
+    signed_at = _parse_basic(timestamp)
+    if signed_at is None:
+        raise AuthorizationQueryParametersError(
+            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    if date != timestamp[:8]:
+        raise AuthorizationQueryParametersError(
+            "Error parsing the X-Amz-Credential parameter; " + MSG_CREDENTIAL_DATE)
+    signed_headers = q["X-Amz-SignedHeaders"]
+    if not _valid_signed_headers(signed_headers):
+        raise AuthorizationQueryParametersError("X-Amz-SignedHeaders is malformed")
+    return _Parsed(akid, date, cred_region, signed_headers, q["X-Amz-Signature"],
+                   timestamp), signed_at
+
+
+def _presign_expires(value: str) -> int:
+    if not value.isdigit() or not value.isascii():
+        raise AuthorizationQueryParametersError("X-Amz-Expires should be a number")
+    expires = int(value)
+    if expires > MAX_EXPIRES:
+        raise AuthorizationQueryParametersError(
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800")
+    return expires
+
+
+# --- aws-chunked signatures (§6.3, §6.4) -------------------------------------------------
+
+class ChunkSignatureChain:
+    """Verifies the chained chunk signatures and the trailer signature of one request."""
+
+    def __init__(self, signing_key: bytes, timestamp: str, scope: str, seed_signature: str) -> None:
+        self._key = signing_key
+        self._prefix = f"\n{timestamp}\n{scope}\n"
+        self.previous = seed_signature
+
+    def verify_chunk(self, chunk_sha256_hex: str, signature: str) -> None:
+        """Check one chunk's signature (the final empty chunk too); advances the chain."""
+        sts = (f"AWS4-HMAC-SHA256-PAYLOAD{self._prefix}{self.previous}\n"
+               f"{EMPTY_SHA256}\n{chunk_sha256_hex}")
+        self._check(sts, signature)
+
+    def verify_trailer(self, canonical_trailer: bytes, signature: str) -> None:
+        """Check ``x-amz-trailer-signature`` over the canonical trailer block."""
+        digest = hashlib.sha256(canonical_trailer).hexdigest()
+        self._check(f"AWS4-HMAC-SHA256-TRAILER{self._prefix}{self.previous}\n{digest}", signature)
+
+    def _check(self, sts: str, signature: str) -> None:
+        expected = _sign(self._key, sts)
+        if not _same(expected, signature):
+            raise SignatureDoesNotMatch(StringToSign=sts, SignatureProvided=signature)
+        self.previous = expected

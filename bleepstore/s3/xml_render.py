@@ -1,0 +1,400 @@
+"""S3 XML response renderers (pure; built with lxml so escaping is automatic).
+
+Invariants (s3-api.md §4.4):
+- every document starts with ``<?xml version="1.0" encoding="UTF-8"?>`` (except the
+  §14.4 keep-alive mode, ``declaration=False``);
+- success roots carry ``xmlns="http://s3.amazonaws.com/doc/2006-03-01/"``, ``<Error>`` none;
+- element order is exactly the order s3-api.md lists; optional elements with no value are
+  left out; empty lists produce no wrapper elements;
+- timestamps and ETags are written as stored (ISO ms strings, quoted ETags);
+- a value XML cannot carry raises ``InvalidArgument`` (via ``xml_safe``), never an lxml
+  error; ``error_document`` instead scrubs such characters, because it must always render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree  # type: ignore[import-untyped]
+
+from bleepstore.model import Acl, Bucket, ObjectMeta, Owner, Page, Part, Upload
+from bleepstore.s3.xml import S3NS, XSI, scrub, url_encode_listing, xml_safe
+
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_NS = "{" + S3NS + "}"
+
+
+@dataclass(frozen=True)
+class DeletedEntry:
+    key: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteErrorEntry:
+    key: str
+    code: str
+    message: str
+    version_id: str | None = None
+
+
+class _Doc:
+    """A tiny builder: ``add(parent, name, text)`` in the S3 namespace (or none)."""
+
+    def __init__(self, root_name: str, *, namespaced: bool = True) -> None:
+        self.ns = _NS if namespaced else ""
+        nsmap = {None: S3NS} if namespaced else None
+        self.root: Any = etree.Element(self.ns + root_name, nsmap=nsmap)
+
+    def add(self, parent: Any, name: str, value: str | int | bool | None = None) -> Any:
+        el = etree.SubElement(parent, self.ns + name)
+        if value is not None:
+            el.text = _text(value, name)
+        return el
+
+    def opt(self, parent: Any, name: str, value: str | int | None) -> None:
+        """Add ``name`` only when ``value`` is not None (§4.4: omit absent optionals)."""
+        if value is not None:
+            self.add(parent, name, value)
+
+    def owner(self, parent: Any, name: str, owner: Owner) -> None:
+        el = self.add(parent, name)
+        self.add(el, "ID", owner.id)
+        self.add(el, "DisplayName", owner.display_name)
+
+    def bytes(self, *, declaration: bool = True) -> bytes:
+        body: bytes = etree.tostring(self.root, encoding="UTF-8", xml_declaration=False)
+        return DECLARATION + body if declaration else body
+
+
+def _text(value: str | int | bool, name: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return xml_safe(value, name)
+
+
+def _enc(value: str, encode: bool) -> str:
+    return url_encode_listing(value) if encode else value
+
+
+# --- service and bucket ----------------------------------------------------------------
+
+
+def list_buckets(
+    owner: Owner,
+    buckets: Sequence[Bucket],
+    *,
+    continuation_token: str | None = None,
+    prefix: str | None = None,
+) -> bytes:
+    """ListAllMyBucketsResult (s3-api.md §7.1)."""
+    d = _Doc("ListAllMyBucketsResult")
+    d.owner(d.root, "Owner", owner)
+    wrapper = d.add(d.root, "Buckets")
+    for b in buckets:
+        el = d.add(wrapper, "Bucket")
+        d.add(el, "Name", b.name)
+        d.add(el, "CreationDate", b.created_at)
+        d.add(el, "BucketRegion", b.region)
+    d.opt(d.root, "ContinuationToken", continuation_token)
+    d.opt(d.root, "Prefix", prefix)
+    return d.bytes()
+
+
+def location_constraint(region: str) -> bytes:
+    """GetBucketLocation (§7.5): empty element for us-east-1."""
+    d = _Doc("LocationConstraint")
+    if region and region != "us-east-1":
+        d.root.text = _text(region, "LocationConstraint")
+    return d.bytes()
+
+
+def access_control_policy(acl: Acl) -> bytes:
+    """AccessControlPolicy (§13.5); each Grantee declares ``xmlns:xsi`` and ``xsi:type``."""
+    d = _Doc("AccessControlPolicy")
+    d.owner(d.root, "Owner", acl.owner)
+    grants = d.add(d.root, "AccessControlList")
+    for grant in acl.grants:
+        g = d.add(grants, "Grant")
+        grantee = etree.SubElement(g, _NS + "Grantee", nsmap={"xsi": XSI})
+        grantee.set(f"{{{XSI}}}type", grant.grantee.type)
+        if grant.grantee.type == "Group":
+            d.add(grantee, "URI", grant.grantee.uri)
+        else:
+            d.add(grantee, "ID", grant.grantee.id)
+            if grant.grantee.display_name:
+                d.add(grantee, "DisplayName", grant.grantee.display_name)
+        d.add(g, "Permission", grant.permission)
+    return d.bytes()
+
+
+def versioning_configuration() -> bytes:
+    """GetBucketVersioning (§7.8): never enabled."""
+    return _Doc("VersioningConfiguration").bytes()
+
+
+def tagging_empty() -> bytes:
+    """GetObjectTagging (§8.7): an empty tag set."""
+    d = _Doc("Tagging")
+    d.add(d.root, "TagSet")
+    return d.bytes()
+
+
+# --- listings ----------------------------------------------------------------------------
+
+
+def _contents(
+    d: _Doc,
+    page: Page,
+    encode: bool,
+    owner_of: Callable[[ObjectMeta], Owner] | None,
+) -> None:
+    for obj in page.contents:
+        el = d.add(d.root, "Contents")
+        d.add(el, "Key", _enc(obj.key, encode))
+        d.add(el, "LastModified", obj.last_modified)
+        d.add(el, "ETag", obj.etag)
+        d.add(el, "Size", obj.size)
+        d.add(el, "StorageClass", obj.storage_class)
+        if owner_of is not None:
+            d.owner(el, "Owner", owner_of(obj))
+
+
+def _common_prefixes(d: _Doc, prefixes: Sequence[str], encode: bool) -> None:
+    for p in prefixes:
+        el = d.add(d.root, "CommonPrefixes")
+        d.add(el, "Prefix", _enc(p, encode))
+
+
+def list_objects_v2(
+    bucket: str,
+    page: Page,
+    *,
+    prefix: str | None,
+    delimiter: str | None,
+    max_keys: int,
+    encoding_type: str | None,
+    start_after: str | None,
+    continuation_token: str | None,
+    next_continuation_token: str | None,
+    fetch_owner: bool,
+    owner_of: Callable[[ObjectMeta], Owner],
+) -> bytes:
+    """ListBucketResult for ListObjectsV2 (§9.1). URL-encodes per §9.4 iff encoding_type."""
+    encode = encoding_type is not None
+    d = _Doc("ListBucketResult")
+    d.add(d.root, "Name", bucket)
+    d.add(d.root, "Prefix", _enc(prefix or "", encode))
+    d.opt(d.root, "ContinuationToken", continuation_token)
+    if page.is_truncated:
+        d.opt(d.root, "NextContinuationToken", next_continuation_token)
+    d.add(d.root, "KeyCount", len(page.contents) + len(page.common_prefixes))
+    d.add(d.root, "MaxKeys", max_keys)
+    if delimiter is not None:
+        d.add(d.root, "Delimiter", _enc(delimiter, encode))
+    d.opt(d.root, "EncodingType", encoding_type)
+    if start_after is not None:
+        d.add(d.root, "StartAfter", _enc(start_after, encode))
+    d.add(d.root, "IsTruncated", page.is_truncated)
+    _contents(d, page, encode, owner_of if fetch_owner else None)
+    _common_prefixes(d, page.common_prefixes, encode)
+    return d.bytes()
+
+
+def list_objects_v1(
+    bucket: str,
+    page: Page,
+    *,
+    prefix: str | None,
+    delimiter: str | None,
+    max_keys: int,
+    encoding_type: str | None,
+    marker: str | None,
+    owner_of: Callable[[ObjectMeta], Owner],
+) -> bytes:
+    """ListBucketResult for ListObjects v1 (§9.2).
+
+    ``NextMarker`` = ``page.next_marker``, only when truncated and a delimiter was sent.
+    """
+    encode = encoding_type is not None
+    d = _Doc("ListBucketResult")
+    d.add(d.root, "Name", bucket)
+    d.add(d.root, "Prefix", _enc(prefix or "", encode))
+    d.add(d.root, "Marker", _enc(marker or "", encode))
+    if page.is_truncated and delimiter is not None and page.next_marker is not None:
+        d.add(d.root, "NextMarker", _enc(page.next_marker, encode))
+    d.add(d.root, "MaxKeys", max_keys)
+    if delimiter is not None:
+        d.add(d.root, "Delimiter", _enc(delimiter, encode))
+    d.opt(d.root, "EncodingType", encoding_type)
+    d.add(d.root, "IsTruncated", page.is_truncated)
+    _contents(d, page, encode, owner_of)
+    _common_prefixes(d, page.common_prefixes, encode)
+    return d.bytes()
+
+
+def list_multipart_uploads(
+    bucket: str,
+    uploads: Sequence[Upload],
+    common_prefixes: Sequence[str],
+    *,
+    key_marker: str | None,
+    upload_id_marker: str | None,
+    next_key_marker: str | None,
+    next_upload_id_marker: str | None,
+    delimiter: str | None,
+    prefix: str | None,
+    encoding_type: str | None,
+    max_uploads: int,
+    is_truncated: bool,
+) -> bytes:
+    """ListMultipartUploadsResult (§14.6). Next* markers are written only when truncated."""
+    encode = encoding_type is not None
+    d = _Doc("ListMultipartUploadsResult")
+    d.add(d.root, "Bucket", bucket)
+    d.add(d.root, "KeyMarker", _enc(key_marker or "", encode))
+    d.add(d.root, "UploadIdMarker", upload_id_marker or "")
+    if is_truncated:
+        if next_key_marker is not None:
+            d.add(d.root, "NextKeyMarker", _enc(next_key_marker, encode))
+        d.opt(d.root, "NextUploadIdMarker", next_upload_id_marker)
+    if delimiter is not None:
+        d.add(d.root, "Delimiter", _enc(delimiter, encode))
+    if prefix is not None:
+        d.add(d.root, "Prefix", _enc(prefix, encode))
+    d.opt(d.root, "EncodingType", encoding_type)
+    d.add(d.root, "MaxUploads", max_uploads)
+    d.add(d.root, "IsTruncated", is_truncated)
+    for up in uploads:
+        el = d.add(d.root, "Upload")
+        d.add(el, "Key", _enc(up.key, encode))
+        d.add(el, "UploadId", up.upload_id)
+        who = Owner(up.owner_id, up.owner_display)
+        d.owner(el, "Initiator", who)
+        d.owner(el, "Owner", who)
+        d.add(el, "StorageClass", up.storage_class)
+        d.add(el, "Initiated", up.initiated_at)
+    _common_prefixes(d, common_prefixes, encode)
+    return d.bytes()
+
+
+def list_parts(
+    upload: Upload,
+    parts: Sequence[Part],
+    *,
+    part_number_marker: int,
+    max_parts: int,
+    is_truncated: bool,
+) -> bytes:
+    """ListPartsResult (§14.7). ``NextPartNumberMarker`` = last part listed, or 0."""
+    d = _Doc("ListPartsResult")
+    d.add(d.root, "Bucket", upload.bucket)
+    d.add(d.root, "Key", upload.key)
+    d.add(d.root, "UploadId", upload.upload_id)
+    who = Owner(upload.owner_id, upload.owner_display)
+    d.owner(d.root, "Initiator", who)
+    d.owner(d.root, "Owner", who)
+    d.add(d.root, "StorageClass", upload.storage_class)
+    d.opt(d.root, "ChecksumAlgorithm", upload.checksum_algorithm)
+    d.add(d.root, "PartNumberMarker", part_number_marker)
+    d.add(d.root, "NextPartNumberMarker", parts[-1].part_number if parts else 0)
+    d.add(d.root, "MaxParts", max_parts)
+    d.add(d.root, "IsTruncated", is_truncated)
+    for part in parts:
+        el = d.add(d.root, "Part")
+        d.add(el, "PartNumber", part.part_number)
+        d.add(el, "LastModified", part.last_modified)
+        d.add(el, "ETag", part.etag)
+        d.add(el, "Size", part.size)
+        if upload.checksum_algorithm and part.checksum_value:
+            d.add(el, "Checksum" + upload.checksum_algorithm, part.checksum_value)
+    return d.bytes()
+
+
+# --- object and multipart results --------------------------------------------------------
+
+
+def delete_result(
+    entries: Sequence[DeletedEntry | DeleteErrorEntry], quiet: bool
+) -> bytes:
+    """DeleteResult (§8.5): request order; ``Deleted`` entries dropped in quiet mode."""
+    d = _Doc("DeleteResult")
+    for e in entries:
+        if isinstance(e, DeletedEntry):
+            if quiet:
+                continue
+            el = d.add(d.root, "Deleted")
+            d.add(el, "Key", e.key)
+            d.opt(el, "VersionId", e.version_id)
+        else:
+            el = d.add(d.root, "Error")
+            d.add(el, "Key", e.key)
+            d.opt(el, "VersionId", e.version_id)
+            d.add(el, "Code", e.code)
+            d.add(el, "Message", e.message)
+    return d.bytes()
+
+
+def _etag_result(root: str, etag: str, last_modified: str) -> bytes:
+    d = _Doc(root)
+    d.add(d.root, "LastModified", last_modified)
+    d.add(d.root, "ETag", etag)
+    return d.bytes()
+
+
+def copy_object_result(etag: str, last_modified: str) -> bytes:
+    """CopyObjectResult (§8.6): LastModified, ETag."""
+    return _etag_result("CopyObjectResult", etag, last_modified)
+
+
+def copy_part_result(etag: str, last_modified: str) -> bytes:
+    """CopyPartResult (§14.3): LastModified, ETag."""
+    return _etag_result("CopyPartResult", etag, last_modified)
+
+
+def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
+    """InitiateMultipartUploadResult (§14.1)."""
+    d = _Doc("InitiateMultipartUploadResult")
+    d.add(d.root, "Bucket", bucket)
+    d.add(d.root, "Key", key)
+    d.add(d.root, "UploadId", upload_id)
+    return d.bytes()
+
+
+def complete_multipart_upload(
+    location: str, bucket: str, key: str, etag: str, *, declaration: bool = True
+) -> bytes:
+    """CompleteMultipartUploadResult (§14.4); ``declaration=False`` for keep-alive mode."""
+    d = _Doc("CompleteMultipartUploadResult")
+    d.add(d.root, "Location", location)
+    d.add(d.root, "Bucket", bucket)
+    d.add(d.root, "Key", key)
+    d.add(d.root, "ETag", etag)
+    return d.bytes(declaration=declaration)
+
+
+def error_document(
+    code: str,
+    message: str,
+    extra: Mapping[str, str],
+    resource: str,
+    request_id: str,
+    host_id: str,
+    *,
+    declaration: bool = True,
+) -> bytes:
+    """``<Error>`` (§5.1): Code, Message, extras in order, Resource, RequestId, HostId."""
+    # NOTE: values are scrubbed (unrepresentable code points -> U+FFFD) instead of
+    # validated: the error path must always produce a body, and Resource or an
+    # ArgumentValue may echo exactly the bad input that caused the error.
+    d = _Doc("Error", namespaced=False)
+    items = [("Code", code), ("Message", message), *extra.items()]
+    items += [("Resource", resource), ("RequestId", request_id), ("HostId", host_id)]
+    for name, value in items:
+        el = etree.SubElement(d.root, name)
+        el.text = scrub(str(value))
+    return d.bytes(declaration=declaration)

@@ -1,0 +1,106 @@
+"""The S3 front: request ids, raw-URI addressing, authentication and routing, in the
+pipeline order of s3-api.md §3.1, as one Falcon middleware.
+
+Invariants: every request gets its ids first, so every response (errors included)
+carries them; routing never falls through to another operation; Falcon's own routing
+only picks the resource *shape* (service/bucket/object) from a synthetic path.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import falcon
+
+from bleepstore import errors
+from bleepstore.config import Config
+from bleepstore.model import Credential, Principal
+from bleepstore.s3.names import validate_key
+from bleepstore.s3.router import (Address, is_service_endpoint, parse_query, resolve_address,
+                                  route, split_target)
+from bleepstore.s3.sigv4 import SigningRequest, authenticate
+from bleepstore.web.context import request_id_var
+from bleepstore.web.environ import header_getter, raw_target, under_gunicorn
+
+PRESIGN_PARAM = "X-Amz-Algorithm"
+SERVICE_SHAPE = {None: "/", "bucket": "/b", "object": "/b/k"}
+
+
+def new_request_id() -> str:
+    return secrets.token_bytes(8).hex().upper()
+
+
+def new_host_id() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class S3Front:
+    """Falcon middleware; ``lookup`` resolves an access key to its credential."""
+
+    def __init__(self, config: Config, lookup: Callable[[str], Credential | None]) -> None:
+        self.config = config
+        self.lookup = lookup
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ctx = req.context
+        ctx.start = time.monotonic()
+        ctx.request_id, ctx.host_id = new_request_id(), new_host_id()
+        ctx.token = request_id_var.set(ctx.request_id)
+        ctx.op = None
+        ctx.address = None
+        ctx.principal = Principal()
+        env = req.env
+        ctx.get = header_getter(env)
+        raw_path, raw_query = split_target(raw_target(env))
+        ctx.raw_path, ctx.raw_query = raw_path, raw_query
+        ctx.service = (is_service_endpoint(raw_path) and ctx.get("authorization") is None
+                       and PRESIGN_PARAM not in raw_query and not self._virtual(ctx.get))
+        if ctx.service:
+            req.path = raw_path
+            return
+        query = parse_query(raw_query)
+        ctx.query = query
+        address = resolve_address(ctx.get("host"), raw_path, self.config.server.virtual_host_domains)
+        ctx.address = address
+        ctx.sreq = SigningRequest(req.method, raw_path, raw_query, ctx.get, query)
+        ctx.auth = authenticate(ctx.sreq, self.lookup, now=datetime.now(timezone.utc),
+                                clock_skew_s=self.config.auth.clock_skew_s,
+                                server_region=self.config.server.region,
+                                enforce_region=self.config.auth.enforce_region)
+        cred = ctx.auth.credential
+        if cred is not None:
+            ctx.principal = Principal(cred.owner_id, cred.display_name, cred.access_key_id)
+        ctx.op = route(req.method, address, query, ctx.get("x-amz-copy-source") is not None)
+        if address.key is not None:
+            validate_key(address.key)
+        req.path = self._shape(address)
+
+    def _virtual(self, get: Callable[[str], str | None]) -> bool:
+        try:
+            return resolve_address(get("host"), "/", self.config.server.virtual_host_domains
+                                   ).virtual_host
+        except errors.S3Error:
+            return True
+
+    @staticmethod
+    def _shape(address: Address) -> str:
+        if address.bucket is None:
+            return "/"
+        return "/b" if address.key is None else "/b/k"
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response,
+                         resource: Any, req_succeeded: bool) -> None:
+        ctx = req.context
+        resp.set_header("x-amz-request-id", ctx.request_id)
+        resp.set_header("x-amz-id-2", ctx.host_id)
+        if not under_gunicorn(req.env):
+            resp.set_header("Server", "BleepStore")
+            resp.set_header("Date", falcon.dt_to_http(datetime.now(timezone.utc)))
+        token = getattr(ctx, "token", None)
+        if token is not None:
+            request_id_var.reset(token)

@@ -1,0 +1,97 @@
+"""Falcon resources for the service, buckets and objects: thin adapters that build an
+``S3Request``, call the core operation the router picked, and write the ``S3Response``.
+
+Invariants: resources never decide which operation runs (the pure router did); object
+bodies reach gunicorn as a real file with a Content-Length, so it can ``sendfile``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import falcon
+
+from bleepstore.core import buckets, copy, listing, multipart, objects
+from bleepstore.core.request import S3Request, S3Response
+from bleepstore.core.services import Services
+from bleepstore.s3.router import Op
+from bleepstore.web.environ import header_items
+from bleepstore.web.payload import build_payload
+
+Handler = Callable[[Services, S3Request], S3Response]
+
+OPERATIONS: dict[Op, Handler] = {
+    Op.LIST_BUCKETS: buckets.list_buckets,
+    Op.CREATE_BUCKET: buckets.create_bucket,
+    Op.DELETE_BUCKET: buckets.delete_bucket,
+    Op.HEAD_BUCKET: buckets.head_bucket,
+    Op.GET_BUCKET_LOCATION: buckets.get_bucket_location,
+    Op.GET_BUCKET_ACL: buckets.get_bucket_acl,
+    Op.PUT_BUCKET_ACL: buckets.put_bucket_acl,
+    Op.GET_BUCKET_VERSIONING: buckets.get_bucket_versioning,
+    Op.LIST_OBJECTS: listing.list_objects,
+    Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
+    Op.DELETE_OBJECTS: listing.delete_objects,
+    Op.PUT_OBJECT: objects.put_object,
+    Op.COPY_OBJECT: copy.copy_object,
+    Op.GET_OBJECT: objects.get_object,
+    Op.HEAD_OBJECT: lambda svc, req: objects.get_object(svc, req, head=True),
+    Op.DELETE_OBJECT: objects.delete_object,
+    Op.GET_OBJECT_ACL: objects.get_object_acl,
+    Op.PUT_OBJECT_ACL: objects.put_object_acl,
+    Op.GET_OBJECT_TAGGING: objects.get_object_tagging,
+    Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
+    Op.UPLOAD_PART: multipart.upload_part,
+    Op.UPLOAD_PART_COPY: multipart.upload_part_copy,
+    Op.COMPLETE_MULTIPART_UPLOAD: multipart.complete_multipart_upload,
+    Op.ABORT_MULTIPART_UPLOAD: multipart.abort_multipart_upload,
+    Op.LIST_PARTS: multipart.list_parts,
+}
+
+PAYLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART, Op.DELETE_OBJECTS,
+                         Op.COMPLETE_MULTIPART_UPLOAD})
+
+
+def _s3_request(req: falcon.Request) -> S3Request:
+    ctx = req.context
+    address = ctx.address
+    payload = build_payload(req.env, ctx.get, ctx.auth, ctx.sreq,
+                            needs_body=ctx.op in PAYLOAD_OPS)
+    return S3Request(
+        op=ctx.op, method=req.method, bucket=address.bucket or "", key=address.key or "",
+        query=ctx.query, header=ctx.get, header_items=header_items(req.env),
+        principal=ctx.principal, payload=payload, request_id=ctx.request_id,
+        host=ctx.get("host") or "", scheme=req.scheme, virtual_host=address.virtual_host,
+        raw_path=ctx.raw_path)
+
+
+def write_response(req: falcon.Request, resp: falcon.Response, out: S3Response) -> None:
+    resp.status = falcon.code_to_http_status(out.status)
+    for name, value in out.headers:
+        resp.append_header(name, value) if name.lower().startswith("x-amz-meta-") \
+            else resp.set_header(name, value)
+    if out.content_type is not None:
+        resp.content_type = out.content_type
+    if out.stream is not None:
+        resp.stream = out.stream
+        resp.content_length = out.content_length
+    elif out.body is not None and req.method != "HEAD":
+        resp.data = out.body
+    elif out.content_length is not None:
+        resp.content_length = out.content_length
+    elif out.status not in (204, 304):
+        resp.content_length = 0
+
+
+class S3Resource:
+    """One instance per resource shape; every verb goes through the op table."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _dispatch(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
+        sreq = _s3_request(req)
+        write_response(req, resp, OPERATIONS[req.context.op](self.services, sreq))
+
+    on_get = on_head = on_put = on_post = on_delete = _dispatch
