@@ -229,7 +229,8 @@ class PayloadDigester:
                 ExpectedDigest=base64.b64encode(spec.content_md5).decode(),
                 CalculatedDigest=base64.b64encode(md5).decode(),
             )
-        return DigestResult(self.size, md5.hex(), spec.checksum_algorithm, self._verify_checksum(trailers))
+        checksum = self._verify_checksum(trailers)
+        return DigestResult(self.size, md5.hex(), spec.checksum_algorithm, checksum)
 
     def _verify_checksum(self, trailers: Mapping[str, str] | None) -> str | None:
         alg = self.spec.checksum_algorithm

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import quote_from_bytes, unquote_to_bytes
@@ -31,6 +31,7 @@ from bleepstore.errors import (
     InvalidAccessKeyId,
     InvalidArgument,
     RequestTimeTooSkewed,
+    S3Error,
     S3NotImplemented,
     SignatureDoesNotMatch,
 )
@@ -39,20 +40,15 @@ from bleepstore.model import Credential
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-STREAMING_VALUES = frozenset({
-    "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-})
-ECDSA_VALUES = frozenset({
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
-    "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
-})
+STREAMING_VALUES = frozenset({"STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                              "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                              "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"})
+ECDSA_VALUES = frozenset({"STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+                          "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER"})
 MAX_EXPIRES = 604800
 ISO_BASIC = "%Y%m%dT%H%M%SZ"
 
-_SIG_RE = re.compile(r"[0-9a-f]{64}")
-_HEX64_LOWER = re.compile(r"[0-9a-f]{64}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _TS_RE = re.compile(r"\d{8}T\d{6}Z")
 _DATE_RE = re.compile(r"\d{8}")
 
@@ -107,10 +103,6 @@ def canonical_query(raw_query: str, *, drop_signature: bool) -> str:
                       uri_encode(unquote_to_bytes(value), encode_slash=True)))
     pairs.sort()
     return "&".join(f"{n}={v}" for n, v in pairs)
-
-
-def _header_value(value: str) -> str:
-    return " ".join(value.split())
 
 
 # --- signing math (§3.2, §3.3) -----------------------------------------------------------
@@ -214,7 +206,7 @@ def authenticate(
 
 def check_content_sha256(value: str) -> None:
     """Validate an x-amz-content-sha256 value (§3.1 HashedPayload)."""
-    if value == UNSIGNED_PAYLOAD or value in STREAMING_VALUES or _HEX64_LOWER.fullmatch(value):
+    if value == UNSIGNED_PAYLOAD or value in STREAMING_VALUES or _HEX64.fullmatch(value):
         return
     if value in ECDSA_VALUES:
         raise S3NotImplemented("The ECDSA (SigV4a) streaming payload signature is not implemented.")
@@ -227,8 +219,8 @@ def _malformed(detail: str, **extra: str) -> AuthorizationHeaderMalformed:
     return AuthorizationHeaderMalformed(f"The authorization header is malformed; {detail}", **extra)
 
 
-def _parse_authorization(value: str) -> tuple[str, str, str]:
-    """-> (credential, signed_headers, signature) from an ``AWS4-HMAC-SHA256 ...`` header."""
+def _parse_authorization(value: str, region: str | None) -> _Parsed:
+    """§2.1: parse ``AWS4-HMAC-SHA256 ...`` and check its scope (timestamp left empty)."""
     parts: dict[str, str] = {}
     for item in value[len(ALGORITHM) + 1:].split(","):
         key, eq, val = item.strip().partition("=")
@@ -238,26 +230,31 @@ def _parse_authorization(value: str) -> tuple[str, str, str]:
     for key in ("Credential", "SignedHeaders", "Signature"):
         if key not in parts:
             raise _malformed(f"missing {key}")
-    if not _SIG_RE.fullmatch(parts["Signature"]):
+    if not _HEX64.fullmatch(parts["Signature"]):
         raise _malformed("the Signature is malformed")
     if not _valid_signed_headers(parts["SignedHeaders"]):
         raise _malformed("the SignedHeaders are malformed")
-    return parts["Credential"], parts["SignedHeaders"], parts["Signature"]
+    akid, date, cred_region = _scope(parts["Credential"], region, AuthorizationHeaderMalformed,
+                                     "The authorization header is malformed; ")
+    return _Parsed(akid, date, cred_region, parts["SignedHeaders"], parts["Signature"], "")
 
 
 def _valid_signed_headers(value: str) -> bool:
     return bool(value) and all(value.split(";"))
 
 
-def _parse_scope(credential: str) -> tuple[str, str, str] | None:
-    """-> (access_key, date, region) if the 5-field scope is well formed, else None."""
+def _scope(credential: str, region: str | None, error: type[S3Error],
+           prefix: str) -> tuple[str, str, str]:
+    """-> (access_key, date, region) of a well-formed 5-field scope, else raise ``error``."""
     fields = credential.split("/")
-    if len(fields) != 5 or not fields[0] or not fields[2]:
-        return None
-    akid, date, region, service, terminator = fields
-    if not _DATE_RE.fullmatch(date) or service != "s3" or terminator != "aws4_request":
-        return None
-    return akid, date, region
+    if (len(fields) != 5 or not fields[0] or not fields[2] or not _DATE_RE.fullmatch(fields[1])
+            or fields[3] != "s3" or fields[4] != "aws4_request"):
+        raise error(prefix + 'the Credential is mal-formed; expecting '
+                    '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
+    if region is not None and fields[2] != region:
+        raise error(f"{prefix}the region '{fields[2]}' is wrong; expecting '{region}'",
+                    Region=region)
+    return fields[0], fields[1], fields[2]
 
 
 def _header_timestamp(req: SigningRequest) -> str:
@@ -294,30 +291,23 @@ def _iso(dt: datetime) -> str:
 
 def _header(req: SigningRequest, authorization: str, lookup: Callable[[str], Credential | None],
             now: datetime, skew: int, region: str | None) -> AuthResult:
-    credential, signed_headers, signature = _parse_authorization(authorization)
-    scope = _parse_scope(credential)
-    if scope is None:
-        raise _malformed('the Credential is mal-formed; expecting '
-                         '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
-    akid, date, cred_region = scope
-    if region is not None and cred_region != region:
-        raise _malformed(f"the region '{cred_region}' is wrong; expecting '{region}'", Region=region)
+    parsed = _parse_authorization(authorization, region)
     timestamp = _header_timestamp(req)
-    if date != timestamp[:8]:
+    parsed = replace(parsed, timestamp=timestamp)
+    if parsed.date != timestamp[:8]:
         raise AuthorizationHeaderMalformed(MSG_CREDENTIAL_DATE)
     declared = req.get_header("x-amz-content-sha256")
     if declared is not None:
         check_content_sha256(declared)
-    cred = _lookup(lookup, akid)
+    cred = _lookup(lookup, parsed.access_key)
     request_time = _parse_basic(timestamp)
     assert request_time is not None  # validated by _header_timestamp
     if abs((now - request_time).total_seconds()) > skew:
         raise RequestTimeTooSkewed(RequestTime=timestamp, ServerTime=_iso(now),
                                    MaxAllowedSkewMilliseconds=skew * 1000)
-    parsed = _Parsed(akid, date, cred_region, signed_headers, signature, timestamp)
     _check_signed_headers(req, parsed)
-    key = signing_key(cred.secret_key, date, cred_region)
-    result = AuthResult(cred, "header", declared, key, timestamp, parsed.scope, signature)
+    key = signing_key(cred.secret_key, parsed.date, parsed.region)
+    result = AuthResult(cred, "header", declared, key, timestamp, parsed.scope, parsed.signature)
     if declared is None:
         return result  # NOTE: deferred, see verify_deferred
     return _verify(result, req, parsed, declared, drop_signature=False)
@@ -345,11 +335,9 @@ def verify_deferred(result: AuthResult, req: SigningRequest, payload_sha256_hex:
     """Finish header auth that had no x-amz-content-sha256, given the body's hex SHA-256."""
     if result.credential is None:
         raise ValueError("verify_deferred needs an authenticated AuthResult")
-    credential, signed_headers, signature = _parse_authorization(req.get_header("authorization") or "")
-    scope = _parse_scope(credential)
-    assert scope is not None  # authenticate() accepted this header already
-    parsed = _Parsed(scope[0], scope[1], scope[2], signed_headers, signature, result.timestamp)
-    _verify(result, req, parsed, payload_sha256_hex, drop_signature=False)
+    parsed = _parse_authorization(req.get_header("authorization") or "", None)
+    _verify(result, req, replace(parsed, timestamp=result.timestamp), payload_sha256_hex,
+            drop_signature=False)
 
 
 # --- signature check shared by all modes (§3) -------------------------------------------
@@ -357,7 +345,7 @@ def verify_deferred(result: AuthResult, req: SigningRequest, payload_sha256_hex:
 def _canonical_request(req: SigningRequest, path: str, parsed: _Parsed,
                        hashed_payload: str, drop_signature: bool) -> str:
     names = parsed.signed_headers.split(";")
-    headers = "".join(f"{n.lower()}:{_header_value(req.get_header(n.lower()) or '')}\n"
+    headers = "".join(f"{n.lower()}:{' '.join((req.get_header(n.lower()) or '').split())}\n"
                       for n in names)
     query = canonical_query(req.raw_query, drop_signature=drop_signature)
     return f"{req.method}\n{path}\n{query}\n{headers}\n{parsed.signed_headers}\n{hashed_payload}"
@@ -374,9 +362,7 @@ def _verify(result: AuthResult, req: SigningRequest, parsed: _Parsed, hashed_pay
         creq = _canonical_request(req, path, parsed, hashed_payload, drop_signature)
         sts = string_to_sign(parsed.timestamp, parsed.scope, creq)
         if _same(_sign(result.signing_key, sts), parsed.signature):
-            return AuthResult(result.credential, result.mode, result.content_sha256,
-                              result.signing_key, result.timestamp, result.scope,
-                              result.signature, creq, sts)
+            return replace(result, canonical_request=creq, string_to_sign=sts)
         first = first or (creq, sts)
     assert first is not None
     raise SignatureDoesNotMatch(AWSAccessKeyId=parsed.access_key, StringToSign=first[1],
@@ -412,16 +398,9 @@ def _presign_params(q: Mapping[str, str], region: str | None) -> tuple[_Parsed, 
     if q["X-Amz-Algorithm"] != ALGORITHM:
         raise AuthorizationQueryParametersError(
             'X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"')
-    scope = _parse_scope(q["X-Amz-Credential"])
-    if scope is None:
-        raise AuthorizationQueryParametersError(
-            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; "
-            'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
-    akid, date, cred_region = scope
-    if region is not None and cred_region != region:
-        raise AuthorizationQueryParametersError(
-            f"Error parsing the X-Amz-Credential parameter; the region '{cred_region}' is "
-            f"wrong; expecting '{region}'", Region=region)
+    akid, date, cred_region = _scope(q["X-Amz-Credential"], region,
+                                     AuthorizationQueryParametersError,
+                                     "Error parsing the X-Amz-Credential parameter; ")
     timestamp = q["X-Amz-Date"]
     signed_at = _parse_basic(timestamp)
     if signed_at is None:

@@ -528,6 +528,22 @@ HEADER_ERRORS: list[tuple[str, dict[str, str | None], type[errors.S3Error], dict
         {},
     ),
     ("no date at all", {"x-amz-date": None}, errors.AccessDenied, {}),
+    (
+        "malformed header wins over missing date",
+        {"x-amz-date": None, "authorization": f"AWS4-HMAC-SHA256 {CRED_SCOPE}"},
+        errors.AuthorizationHeaderMalformed,
+        {},
+    ),
+    (
+        "scope date checked before key lookup",
+        {
+            "authorization": auth_header(
+                SIG, SH, akid="AKIDUNKNOWN", scope="20130523/us-east-1/s3/aws4_request"
+            )
+        },
+        errors.AuthorizationHeaderMalformed,
+        {},
+    ),
     ("bad x-amz-date", {"x-amz-date": "2013-05-24T00:00:00Z"}, errors.AccessDenied, {}),
     ("impossible x-amz-date", {"x-amz-date": "20131324T000000Z"}, errors.AccessDenied, {}),
     ("bad Date header", {"x-amz-date": None, "date": "yesterday"}, errors.AccessDenied, {}),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bleepstore.model import Part
-from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.backend import BlobMissing, BlobReader, BlobWriter, StorageBackend
 from bleepstore.storage.local import LocalBackend
 
 REPO = Path(__file__).resolve().parents[3]
@@ -54,6 +54,16 @@ def staging_files(backend: LocalBackend) -> list[str]:
 
 def all_files(root: Path, sub: str) -> list[Path]:
     return [p for p in (root / sub).rglob("*") if not p.is_dir()]
+
+
+def test_conforms_to_the_protocols(backend: LocalBackend) -> None:
+    # The annotations are the real check (mypy); at runtime, exercise the same objects.
+    seam: StorageBackend = backend
+    writer: BlobWriter = seam.open_writer("object")
+    writer.write(b"p")
+    reader: BlobReader = seam.open_read(writer.finish().data_ref)
+    assert reader.read() == b"p"
+    reader.close()
 
 
 # -- write / read ----------------------------------------------------------------------
