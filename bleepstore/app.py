@@ -14,6 +14,7 @@ from bleepstore.core.services import Services
 from bleepstore.credentials import CredentialCache
 from bleepstore.logs import setup_logging
 from bleepstore.runtime import build_services, start_background
+from bleepstore.web.admin import add_admin_routes
 from bleepstore.web.errors import handle_http_error, handle_s3_error, handle_unexpected
 from bleepstore.web.front import S3Front
 from bleepstore.web.probes import Health, Liveness, Readiness
@@ -43,6 +44,8 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     app.add_route("/health", health)
     app.add_route("/healthz", Liveness(enabled))
     app.add_route("/readyz", Readiness(health, enabled))
+    if cfg.server.admin_port is not None:
+        add_admin_routes(app, svc)
     if background:
         start_background(svc)
     return app

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import string
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +16,7 @@ import yaml
 
 from bleepstore import __version__
 from bleepstore.config import ConfigError, load, redacted
-
-SECRET_ALPHABET = string.ascii_letters + string.digits + "/+"
-
+from bleepstore.credentials import new_access_key, new_secret
 
 def _serve(args: argparse.Namespace) -> int:
     for flag, var in (("config", "BLEEPSTORE_CONFIG"), ("host", "BLEEPSTORE_HOST"),
@@ -58,15 +54,6 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                         busy_timeout_ms=cfg.metadata.sqlite.busy_timeout_ms)
     store.migrate()
     return store
-
-
-def new_access_key() -> str:
-    alphabet = string.ascii_uppercase + string.digits
-    return "AKBS" + "".join(secrets.choice(alphabet) for _ in range(16))
-
-
-def new_secret() -> str:
-    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(40))
 
 
 def _user(args: argparse.Namespace) -> int:

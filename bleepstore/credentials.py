@@ -6,11 +6,26 @@ on every worker within that time; inactive keys look exactly like unknown ones.
 
 from __future__ import annotations
 
+import secrets
+import string
 import threading
 import time
 from collections.abc import Callable
 
 from bleepstore.model import Credential
+
+SECRET_ALPHABET = string.ascii_letters + string.digits + "/+"
+
+
+def new_access_key() -> str:
+    """``AKBS`` + 16 of A-Z0-9 (cluster.md §10.4)."""
+    alphabet = string.ascii_uppercase + string.digits
+    return "AKBS" + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def new_secret() -> str:
+    """40 characters of [A-Za-z0-9/+] from ``secrets`` (auth.md §9)."""
+    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(40))
 
 
 class CredentialCache:

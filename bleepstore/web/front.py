@@ -58,6 +58,13 @@ class S3Front:
         ctx.get = header_getter(env)
         raw_path, raw_query = split_target(raw_target(env))
         ctx.raw_path, ctx.raw_query = raw_path, raw_query
+        ctx.admin = self._admin_port(env)
+        if ctx.admin:
+            # NOTE: the admin port serves nothing but /admin/...; S3 never sees it.
+            known = raw_path.startswith("/admin/")
+            req.path = raw_path if known else "/admin/_not_found"
+            ctx.service = True
+            return
         ctx.service = (is_service_endpoint(raw_path) and ctx.get("authorization") is None
                        and PRESIGN_PARAM not in raw_query and not self._virtual(ctx.get))
         if ctx.service:
@@ -79,6 +86,17 @@ class S3Front:
         if address.key is not None:
             validate_key(address.key)
         req.path = self._shape(address)
+
+    def _admin_port(self, env: dict[str, Any]) -> bool:
+        admin_port = self.config.server.admin_port
+        if admin_port is None:
+            return False
+        sock = env.get("gunicorn.socket")
+        try:
+            port = int(sock.getsockname()[1]) if sock is not None else int(env["SERVER_PORT"])
+        except (OSError, KeyError, ValueError, TypeError, IndexError):
+            return False
+        return port == admin_port
 
     def _virtual(self, get: Callable[[str], str | None]) -> bool:
         try:

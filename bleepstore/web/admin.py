@@ -1,0 +1,195 @@
+"""The admin API on ``server.admin_port`` (cluster.md §10.2-§10.4), embedded mode.
+
+Invariants: reachable only on the admin port (the front middleware routes by the local
+port of the accepted socket, never by Host); every call needs the bearer token,
+compared in constant time; secrets appear only in the response that creates them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import falcon
+
+from bleepstore import __version__
+from bleepstore.config import redacted
+from bleepstore.core.services import Services
+from bleepstore.credentials import new_access_key, new_secret
+from bleepstore.metadata.commands import DeleteCredential, PutCredential
+from bleepstore.model import Credential
+from bleepstore.s3.acl import owner_id_for
+from bleepstore.s3.headers import now_iso
+
+STARTED = time.time()
+
+
+class AdminError(Exception):
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _send(resp: falcon.Response, status: str, body: Any) -> None:
+    resp.status = status
+    resp.content_type = "application/json"
+    resp.data = json.dumps(body, sort_keys=True).encode()
+
+
+def handle_admin_error(req: falcon.Request, resp: falcon.Response, ex: AdminError,
+                       params: Any) -> None:
+    _send(resp, ex.status, {"error": ex.code, "message": ex.message})
+
+
+def _json_body(req: falcon.Request) -> dict[str, Any]:
+    raw = req.bounded_stream.read(64 * 1024)
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise AdminError(falcon.HTTP_400, "bad_request", "Body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise AdminError(falcon.HTTP_400, "bad_request", "Body must be a JSON object.")
+    return body
+
+
+def _public(c: Credential) -> dict[str, Any]:
+    out: dict[str, Any] = {"access_key_id": c.access_key_id,
+                           "status": "active" if c.active else "disabled",
+                           "created_at": c.created_at}
+    if c.description is not None:
+        out["description"] = c.description
+    return out
+
+
+class AdminAuth:
+    """Falcon hook-like check, called by every admin resource."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token.encode()
+
+    def check(self, req: falcon.Request) -> None:
+        header = req.get_header("Authorization") or ""
+        given = header[7:].encode() if header.startswith("Bearer ") else b""
+        if not self.token or not hmac.compare_digest(given, self.token):
+            raise AdminError(falcon.HTTP_401, "unauthorized",
+                             "Missing or invalid admin bearer token.")
+
+
+class CredentialsCollection:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        creds = [_public(c) for c in self.svc.store.list_credentials()]
+        _send(resp, falcon.HTTP_200, {"credentials": creds})
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        body = _json_body(req)
+        description = body.get("description")
+        if description is not None and (not isinstance(description, str)
+                                        or len(description) > 256):
+            raise AdminError(falcon.HTTP_400, "bad_request",
+                             "description must be a string of at most 256 characters.")
+        key = new_access_key()
+        cred = Credential(key, new_secret(), owner_id_for(key), str(body.get("display_name")
+                          or key), True, now_iso(), description)
+        self.svc.store.apply(PutCredential(cred))
+        out = _public(cred)
+        out["secret_access_key"] = cred.secret_key
+        _send(resp, falcon.HTTP_201, out)
+
+
+class CredentialItem:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def _get(self, key: str) -> Credential:
+        cred = self.svc.store.get_credential(key)
+        if cred is None:
+            raise AdminError(falcon.HTTP_404, "not_found", f"No credential {key}.")
+        return cred
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        self.auth.check(req)
+        self._get(key)
+        self.svc.store.apply(DeleteCredential(key))
+        resp.status = falcon.HTTP_204
+
+    def on_put_status(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        self.auth.check(req)
+        status = _json_body(req).get("status")
+        if status not in ("active", "disabled"):
+            raise AdminError(falcon.HTTP_400, "bad_request",
+                             'status must be "active" or "disabled".')
+        cred = self._get(key)
+        updated = Credential(cred.access_key_id, cred.secret_key, cred.owner_id,
+                             cred.display_name, status == "active", cred.created_at,
+                             cred.description)
+        self.svc.store.apply(PutCredential(updated))
+        _send(resp, falcon.HTTP_200, _public(updated))
+
+
+class AdminStatus:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        started = datetime.fromtimestamp(STARTED, timezone.utc).isoformat()
+        _send(resp, falcon.HTTP_200, {"version": __version__, "mode": "embedded",
+                                      "uptime_seconds": int(time.time() - STARTED),
+                                      "healthy": True, "started_at": started})
+
+
+class AdminStorageStats:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        s = self.svc.store.stats()
+        _send(resp, falcon.HTTP_200, {"total_objects": s["object_count"],
+                                      "total_size_bytes": s["total_bytes"],
+                                      "total_buckets": s["bucket_count"],
+                                      "total_multipart_uploads": s["upload_count"]})
+
+
+class AdminConfig:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        cfg = self.svc.config
+        body = redacted(cfg)
+        body.update(listen_addr=f"{cfg.server.host}:{cfg.server.port}",
+                    admin_listen_addr=f"{cfg.server.admin_host}:{cfg.server.admin_port}",
+                    data_directory=cfg.storage.local.root_dir, mode="embedded")
+        _send(resp, falcon.HTTP_200, body)
+
+
+class AdminNotFound:
+    def _any(self, req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
+        raise AdminError(falcon.HTTP_404, "not_found", "No such admin endpoint.")
+
+    on_get = on_post = on_put = on_delete = on_head = _any
+
+
+def add_admin_routes(app: falcon.App, svc: Services) -> None:
+    auth = AdminAuth(svc.config.server.admin_token)
+    app.add_error_handler(AdminError, handle_admin_error)
+    app.add_route("/admin/credentials", CredentialsCollection(svc, auth))
+    item = CredentialItem(svc, auth)
+    app.add_route("/admin/credentials/{key}", item)
+    app.add_route("/admin/credentials/{key}/status", item, suffix="status")
+    app.add_route("/admin/status", AdminStatus(svc, auth))
+    app.add_route("/admin/storage/stats", AdminStorageStats(svc, auth))
+    app.add_route("/admin/config", AdminConfig(svc, auth))
+    app.add_route("/admin/_not_found", AdminNotFound())

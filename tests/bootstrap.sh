@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the test suite drives for real: the package with its test extras
+# (boto3, aws CLI, s3cmd, moto, pytest, hypothesis) and the Debian tools (rclone, nginx,
+# wrk). Idempotent: skips what is already there. Needs root for apt (CI and dev boxes are).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --disable-pip-version-check -q -e ".[test]"
+
+missing=()
+for tool in rclone nginx; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${missing[*]} and not root; the tests that need them will fail" >&2
+  fi
+fi
