@@ -6,6 +6,8 @@ connection, client and thread it creates belongs to that worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from bleepstore import errors
@@ -15,37 +17,60 @@ from bleepstore.credentials import CredentialCache
 from bleepstore.logs import setup_logging
 from bleepstore.runtime import build_services, start_background
 from bleepstore.web.admin import add_admin_routes
+from bleepstore.web.docs import DocsResource, MetricsResource, OpenApiResource
 from bleepstore.web.errors import handle_http_error, handle_s3_error, handle_unexpected
 from bleepstore.web.front import S3Front
+from bleepstore.web.metrics import Metrics
+from bleepstore.web.observe import Observed
 from bleepstore.web.probes import Health, Liveness, Readiness
 from bleepstore.web.resources import S3Resource
 
 
+class ObservableRequest(falcon.Request):
+    """Exposes ``req.context`` in the environ for the access log / metrics layer."""
+
+    def __init__(self, env: dict[str, Any], options: Any = None) -> None:
+        super().__init__(env, options)
+        env["bleepstore.context"] = self.context
+
+
+def _add_service_routes(app: falcon.App, svc: Services, metrics: Metrics | None) -> None:
+    obs = svc.config.observability
+    health = Health(svc)
+    app.add_route("/health", health)
+    app.add_route("/healthz", Liveness(obs.health_check))
+    app.add_route("/readyz", Readiness(health, obs.health_check))
+    docs = DocsResource()
+    app.add_route("/docs", docs)
+    app.add_route("/docs/static/{name}", docs, suffix="static")
+    app.add_route("/openapi.json", OpenApiResource())
+    if metrics is not None:
+        app.add_route("/metrics", MetricsResource(metrics))
+
+
 def create_app(config: Config | None = None, *, services: Services | None = None,
-               background: bool = True) -> falcon.App:
+               background: bool = True) -> Any:
+    """Build the WSGI application: Falcon app wrapped by the access-log/metrics layer."""
     cfg = config or load()
     setup_logging(cfg)
     svc = services or build_services(cfg)
     lookup = CredentialCache(svc.store.get_credential, cfg.auth.credential_cache_ttl_s)
-    app = falcon.App(middleware=[S3Front(cfg, lookup)], cors_enable=False)
+    # NOTE: media_type=None: S3 sends Content-Type only when there is a body.
+    app = falcon.App(middleware=[S3Front(cfg, lookup)], request_type=ObservableRequest,
+                     media_type=None, cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = False
-    app.resp_options.secure_cookies_by_default = False
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(errors.S3Error, handle_s3_error)
     s3 = S3Resource(svc)
-    app.add_route("/", s3)
-    app.add_route("/b", s3)
-    app.add_route("/b/k", s3)
-    health = Health(svc)
-    enabled = cfg.observability.health_check
-    app.add_route("/health", health)
-    app.add_route("/healthz", Liveness(enabled))
-    app.add_route("/readyz", Readiness(health, enabled))
+    for shape in ("/", "/b", "/b/k"):
+        app.add_route(shape, s3)
+    metrics = Metrics(svc.store.stats) if cfg.observability.metrics else None
+    _add_service_routes(app, svc, metrics)
     if cfg.server.admin_port is not None:
         add_admin_routes(app, svc)
     if background:
         start_background(svc)
-    return app
+    return Observed(app, metrics, cfg.logging.access_log)

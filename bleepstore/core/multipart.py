@@ -8,6 +8,7 @@ removes the upload, so a crash leaves the old state or the new object, never a m
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -27,7 +28,7 @@ from bleepstore.metadata.commands import AbortUpload, CompleteUpload, CreateUplo
 from bleepstore.model import ObjectMeta, Part, Upload
 from bleepstore.s3 import xml, xml_render as render
 from bleepstore.s3.acl import acl_to_json
-from bleepstore.s3.checksums import ALGORITHMS, header_name
+from bleepstore.s3.checksums import ALGORITHMS, header_name, new_hasher
 from bleepstore.s3.headers import normalize_etag, now_iso
 from bleepstore.s3.listing import build_page_from, parse_max_keys
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
@@ -177,6 +178,17 @@ def composite_etag(parts: Sequence[Part]) -> str:
     return f'"{digest.hexdigest()}-{len(parts)}"'
 
 
+def composite_checksum(algorithm: str | None, parts: Sequence[Part]) -> str | None:
+    """[S3] COMPOSITE checksum: ``b64(alg(concat(part digests)))-N``; None unless every
+    listed part carries a checksum of the upload's algorithm."""
+    if algorithm is None or not parts or any(not p.checksum_value for p in parts):
+        return None
+    hasher = new_hasher(algorithm)
+    for part in parts:
+        hasher.update(base64.b64decode(part.checksum_value or ""))
+    return f"{base64.b64encode(hasher.digest()).decode()}-{len(parts)}"
+
+
 def _location(req: S3Request) -> str:
     key = uri_encode(req.key.encode("utf-8"), encode_slash=False)
     path = key if req.virtual_host else f"{req.bucket}/{key}"
@@ -223,7 +235,9 @@ def complete_multipart_upload(svc: Services, req: S3Request) -> S3Response:
         bucket=bucket.name, key=req.key, size=staged.size, etag=composite_etag(parts),
         last_modified=now, data_ref=staged.data_ref, content=upload.content,
         storage_class=upload.storage_class, acl=upload.acl,
-        user_metadata=upload.user_metadata, parts_count=len(parts))
+        user_metadata=upload.user_metadata, parts_count=len(parts),
+        checksum_algorithm=upload.checksum_algorithm,
+        checksum_value=composite_checksum(upload.checksum_algorithm, parts))
     cmd = CompleteUpload(upload.upload_id, meta, now, svc.gc_not_before(),
                          tuple(p.size for p in parts), if_none_match)
     released = commit_object(svc, cmd)

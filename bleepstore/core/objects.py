@@ -105,8 +105,6 @@ def object_headers(obj: ObjectMeta) -> list[tuple[str, str]]:
     headers.extend(obj.user_metadata)
     if obj.storage_class != "STANDARD":
         headers.append(("x-amz-storage-class", obj.storage_class))
-    if obj.parts_count:
-        headers.append(("x-amz-mp-parts-count", str(obj.parts_count)))
     return headers
 
 
@@ -131,6 +129,8 @@ def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Respon
             "Last-Modified", http_date(obj.last_modified))])
     from bleepstore.core.multipart import part_range  # partNumber reads (issue 4)
     window = part_range(svc, req, obj)
+    if "partNumber" in req.query:  # [S3] PartsCount only answers partNumber requests
+        headers.append(("x-amz-mp-parts-count", str(obj.parts_count or 1)))
     rng = parse_range(req.header("range"), obj.size) if window is None else window
     status, first, length = 200, 0, obj.size
     if rng is not None:
@@ -139,7 +139,8 @@ def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Respon
     elif (obj.checksum_algorithm and obj.checksum_value
           and (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED"):
         headers.append((header_name(obj.checksum_algorithm), obj.checksum_value))
-        headers.append(("x-amz-checksum-type", "FULL_OBJECT"))
+        kind = "COMPOSITE" if "-" in obj.checksum_value else "FULL_OBJECT"  # multipart
+        headers.append(("x-amz-checksum-type", kind))
     resp = S3Response(status=status, headers=headers, content_length=length)
     if not head:
         try:

@@ -152,13 +152,13 @@ class _Walk(Generic[T, C]):
             self.last = item
         else:
             self.prefixes.append(cp)
-            self.last = self.done = cp
+            self.last = cp
         return True
 
     def next_cursor(self, last: T) -> C:
         """Where the next scan starts after a full batch ending with ``last``."""
         cp = common_prefix(last.key, self.prefix, self.delimiter)
-        if cp is not None and cp == self.done:
+        if cp is not None and cp == self.done and last.key < _seek_key(cp):
             return self.source.cursor_after_key(_seek_key(cp))
         return self.source.cursor_of(last)
 
@@ -182,7 +182,7 @@ def build_page_from(source: CursorSource[T, C], *, prefix: str, delimiter: str |
     walk = _Walk(source, prefix, delimiter, max_keys, after)
     if max_keys <= 0:
         return walk.result(False)
-    batch = max(max_keys + 1, MIN_BATCH)
+    batch = max(max_keys, MIN_BATCH)
     cursor = walk.first_cursor(start)
     while True:
         items = source.scan(cursor, prefix, batch)

@@ -275,3 +275,9 @@ def route(method: str, address: Address, query: Mapping[str, str],
 __all__ = ["Address", "Op", "RECOGNISED_SUBRESOURCES", "RESERVED_SERVICE_PATHS", "Reject",
            "Row", "UNSUPPORTED_SUBRESOURCES", "decode_path_segment", "is_service_endpoint",
            "parse_query", "resolve_address", "route", "split_target"]
+
+
+def operation_table() -> dict[str, tuple[Row, ...]]:
+    """The dispatch table by resource kind (SERVICE, BUCKET, OBJECT), for the OpenAPI
+    document, which is generated from it so that the two cannot drift."""
+    return dict(_TABLES)

@@ -55,15 +55,15 @@ class Health:
         return all(checks[c]["status"] == "ok" for c in ("metadata", "storage"))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "application/json"
         if not self.services.config.observability.health_check:
-            resp.media = {"status": "ok"}
+            resp.data = b'{"status": "ok"}'
             return
         checks = self.checks()
         critical_ok = all(checks[c]["status"] == "ok" for c in ("metadata", "storage"))
         all_ok = all(c["status"] == "ok" for c in checks.values())
         status = "ok" if all_ok else ("degraded" if critical_ok else "unavailable")
         resp.status = falcon.HTTP_200 if critical_ok else falcon.HTTP_503
-        resp.content_type = "application/json"
         resp.data = json.dumps({"checks": checks, "status": status}, sort_keys=True).encode()
 
     on_head = on_get

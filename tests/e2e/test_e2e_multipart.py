@@ -123,6 +123,8 @@ def test_checksum_algorithm_is_echoed_listed_and_carried(s3: Any, bucket: str) -
     head = s3.head_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == expected
     assert head["ChecksumType"] == "COMPOSITE"
+    got = s3.get_object(Bucket=bucket, Key="ck", ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == expected and got["Body"].read() == A5 + b"end"
     assert done["ETag"] == composite([A5, b"end"])
 
 
@@ -186,10 +188,10 @@ def test_upload_part_copy_ranges_and_conditionals(s3: Any, bucket: str) -> None:
     p1 = s3.upload_part_copy(PartNumber=1, CopySourceRange=f"bytes=0-{5 * MiB - 1}",
                              CopySourceIfMatch=src_etag, **copy)["CopyPartResult"]
     assert p1["ETag"] == md5q(source[:5 * MiB]) and "LastModified" in p1
-    p2 = s3.upload_part_copy(PartNumber=2, CopySourceRange=f"bytes={5 * MiB}-{len(source) - 1}",
+    p2 = s3.upload_part_copy(PartNumber=2, **copy)["CopyPartResult"]  # whole source
+    assert p2["ETag"] == md5q(source)
+    p3 = s3.upload_part_copy(PartNumber=3, CopySourceRange=f"bytes={5 * MiB}-{len(source) - 1}",
                              **copy)["CopyPartResult"]
-    p3 = s3.upload_part_copy(PartNumber=3, **copy)["CopyPartResult"]  # whole source
-    assert p3["ETag"] == md5q(source)
     for rng in ("bytes=5-1", "bytes=0-", "bytes=-5", "0-5"):
         with pytest.raises(botocore.exceptions.ClientError) as exc:
             s3.upload_part_copy(PartNumber=4, CopySourceRange=rng, **copy)
@@ -204,10 +206,10 @@ def test_upload_part_copy_ranges_and_conditionals(s3: Any, bucket: str) -> None:
         assert code_of(exc) == "PreconditionFailed"
     parts = [{"PartNumber": n, "ETag": p["ETag"]} for n, p in enumerate((p1, p2, p3), 1)]
     done = complete(s3, bucket, "dst", uid, parts)
-    pieces = [source[:5 * MiB], source[5 * MiB:], source]
+    pieces = [source[:5 * MiB], source, source[5 * MiB:]]
     assert done["ETag"] == composite(pieces)
     body = s3.get_object(Bucket=bucket, Key="dst")["Body"].read()
-    assert body == source + source
+    assert body == b"".join(pieces)
 
 
 def test_complete_validation_errors(s3: Any, bucket: str) -> None:
@@ -335,7 +337,8 @@ def test_list_multipart_uploads_prefix_delimiter_paging(s3: Any, bucket: str) ->
     pages = s3.get_paginator("list_multipart_uploads").paginate(
         Bucket=bucket, PaginationConfig={"PageSize": 2})
     assert [(u["Key"], u["UploadId"]) for pg in pages for u in pg["Uploads"]] == order
-    assert s3.list_multipart_uploads(Bucket=bucket, MaxUploads=0)["IsTruncated"] is True
+    empty = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=0)
+    assert "Uploads" not in empty and empty["MaxUploads"] == 0
 
 
 def test_get_and_head_part_number(s3: Any, bucket: str) -> None:

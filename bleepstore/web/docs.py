@@ -1,0 +1,76 @@
+"""/openapi.json, /docs (Swagger UI from the swagger-ui-bundle package, no CDN) and
+/metrics on the S3 port (observability.md §1, §3, §4)."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+import falcon
+
+from bleepstore.web.metrics import Metrics
+from bleepstore.web.openapi import OpenApiCache
+
+DOCS_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>BleepStore API - Swagger UI</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
+
+
+def _assets_dir() -> Path | None:
+    try:
+        import swagger_ui_bundle  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+class OpenApiResource:
+    def __init__(self) -> None:
+        self.cache = OpenApiCache()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        host = req.get_header("Host") or req.host
+        resp.content_type = "application/json"
+        resp.data = self.cache.render(f"{req.scheme}://{host}")
+
+    on_head = on_get
+
+
+class DocsResource:
+    def __init__(self) -> None:
+        self.assets = _assets_dir()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/html; charset=utf-8"
+        resp.data = DOCS_HTML.encode()
+
+    on_head = on_get
+
+    def on_get_static(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        if self.assets is None or "/" in name or name.startswith("."):
+            raise falcon.HTTPNotFound()
+        path = self.assets / name
+        if not path.is_file():
+            raise falcon.HTTPNotFound()
+        resp.content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        resp.content_length = path.stat().st_size
+        resp.stream = open(path, "rb")  # noqa: SIM115 - the server closes it
+
+    on_head_static = on_get_static
+
+
+class MetricsResource:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body, content_type = self.metrics.exposition(req.get_header("Accept"))
+        resp.content_type = content_type
+        resp.data = body
+
+    on_head = on_get

@@ -1,0 +1,104 @@
+"""Prometheus metrics (observability.md §3), multiprocess-safe under gunicorn.
+
+Invariants: counters and histograms are per-process files when PROMETHEUS_MULTIPROC_DIR
+is set (gunicorn.conf.py sets it before any worker starts; recovery empties it); gauges
+with one source of truth (object/bucket/byte counts) are read from the ``stats`` row at
+scrape time, never kept per process; updating a metric never fails a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger("bleepstore.metrics")
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class StatsCollector:
+    """Scrape-time gauges from the metadata ``stats`` row."""
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        s = self.stats()
+        for name, key, doc in (
+                ("bleepstore_objects_total", "object_count", "Objects stored"),
+                ("bleepstore_buckets_total", "bucket_count", "Buckets"),
+                ("bleepstore_stored_bytes", "total_bytes", "Sum of object sizes"),
+                ("bleepstore_multipart_uploads", "upload_count", "Uploads in progress"),
+                ("bleepstore_gc_pending", "gc_pending", "Blobs waiting for GC")):
+            yield GaugeMetricFamily(name, doc, value=s.get(key, 0))
+
+
+class Metrics:
+    """All request-path metrics of one process."""
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        # NOTE: in multiprocess mode values live in mmap'd files and the registry is only
+        # used for exposition; a private registry keeps create_app() re-entrant in tests.
+        self.registry = CollectorRegistry()
+        reg = None if _multiprocess() else self.registry
+        self.http_requests = Counter("bleepstore_http_requests_total", "HTTP requests",
+                                     ["method", "path", "status"], registry=reg)
+        self.http_duration = Histogram("bleepstore_http_request_duration_seconds",
+                                       "Request duration", ["method", "path"],
+                                       buckets=DURATION_BUCKETS, registry=reg)
+        self.request_size = Histogram("bleepstore_http_request_size_bytes", "Request payload",
+                                      ["method", "path"], buckets=SIZE_BUCKETS, registry=reg)
+        self.response_size = Histogram("bleepstore_http_response_size_bytes", "Response body",
+                                       ["method", "path"], buckets=SIZE_BUCKETS, registry=reg)
+        self.operations = Counter("bleepstore_s3_operations_total", "S3 operations",
+                                  ["operation", "status"], registry=reg)
+        self.errors = Counter("bleepstore_s3_errors_total", "S3 error codes returned",
+                              ["code"], registry=reg)
+        self.bytes_in = Counter("bleepstore_bytes_received_total", "Request payload bytes",
+                                registry=reg)
+        self.bytes_out = Counter("bleepstore_bytes_sent_total", "Response body bytes",
+                                 registry=reg)
+        self._stats_collector = StatsCollector(stats)
+        if reg is not None:
+            reg.register(self._stats_collector)  # type: ignore[arg-type]
+
+    def observe(self, *, method: str, path: str, status: int, duration: float,
+                bytes_in: int, bytes_out: int, operation: str | None,
+                error_code: str | None) -> None:
+        try:
+            self.http_requests.labels(method, path, str(status)).inc()
+            self.http_duration.labels(method, path).observe(duration)
+            self.request_size.labels(method, path).observe(bytes_in)
+            self.response_size.labels(method, path).observe(bytes_out)
+            self.bytes_in.inc(bytes_in)
+            self.bytes_out.inc(bytes_out)
+            if operation is not None:
+                self.operations.labels(operation, "error" if status >= 400 else "success").inc()
+            if error_code:
+                self.errors.labels(error_code).inc()
+        except Exception as exc:  # best effort (observability.md §3.1)
+            log.debug("metric update failed: %s", exc)
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The negotiated exposition: all workers' files plus the stats gauges."""
+        if _multiprocess():
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            registry.register(self._stats_collector)  # type: ignore[arg-type]
+        else:
+            registry = self.registry
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(registry), content_type

@@ -1,0 +1,177 @@
+"""Access log and HTTP metrics, measured where a response really ends (observability.md
+§3.2, §5): in the WSGI iterable's ``close()``, which gunicorn calls even on client aborts.
+
+Invariants: object bodies keep flowing through gunicorn's ``sendfile`` — the file wrapper
+is subclassed, never wrapped in a Python iterator; ``/metrics`` is never counted; query
+credentials are redacted and no header value is ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from bleepstore.web.metrics import Metrics
+
+access = logging.getLogger("bleepstore.access")
+
+SERVICE_TEMPLATES = frozenset({"/health", "/healthz", "/readyz", "/docs", "/openapi.json"})
+_REDACT = re.compile(r"((?:^|&)(?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&]*",
+                     re.IGNORECASE)
+Finish = Callable[[int, bool], None]
+
+
+class CountingInput:
+    """Counts the request bytes the application actually read."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._stream.read(*args)
+        self.count += len(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._stream.readline(*args)
+        self.count += len(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+class ClosingIterator:
+    def __init__(self, result: Iterable[bytes], finish: Finish) -> None:
+        self._result = result
+        self._finish = finish
+        self._sent = 0
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._result:
+            self._sent += len(chunk)
+            yield chunk
+        self._done = True
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish(self._sent, not self._done)
+
+
+def file_wrapper_class(base: type) -> type:
+    """A subclass of the server's file wrapper whose close() reports the response end."""
+
+    class ObservedFileWrapper(base):  # type: ignore[misc, valid-type]
+        finish: Finish | None = None
+        length = 0
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                if self.finish is not None:
+                    self.finish(self.length, False)
+
+    return ObservedFileWrapper
+
+
+def path_template(environ: dict[str, Any], ctx: Any) -> str:
+    if ctx is None:
+        return "other"
+    if getattr(ctx, "admin", False):
+        return "/admin/..."
+    if getattr(ctx, "service", False):
+        raw = getattr(ctx, "raw_path", "")
+        return "/docs" if raw.startswith("/docs") else (raw if raw in SERVICE_TEMPLATES else "other")
+    address = getattr(ctx, "address", None)
+    if address is None or address.bucket is None:
+        return "/" if address is not None else "other"
+    return "/{bucket}" if address.key is None else "/{bucket}/{key}"
+
+
+class Observed:
+    """WSGI middleware around the Falcon app."""
+
+    def __init__(self, app: Any, metrics: Metrics | None, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+        self._wrappers: dict[type, type] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/metrics" or not (self.metrics or self.access_log):
+            return self.app(environ, start_response)
+        start = time.monotonic()
+        counting = CountingInput(environ["wsgi.input"])
+        environ["wsgi.input"] = counting
+        state: dict[str, Any] = {"status": 0, "length": 0}
+
+        def observed_start(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+            state["status"] = int(status[:3])
+            for name, value in headers:
+                if name.lower() == "content-length":
+                    state["length"] = int(value)
+            return start_response(status, headers, exc)
+
+        def finish(sent: int, aborted: bool) -> None:
+            self._record(environ, state["status"], time.monotonic() - start, counting.count,
+                         sent, aborted)
+
+        base = environ.get("wsgi.file_wrapper")
+        if base is not None:
+            wrapper = self._wrappers.get(base) or self._wrappers.setdefault(
+                base, file_wrapper_class(base))
+            environ["wsgi.file_wrapper"] = wrapper
+        result = self.app(environ, observed_start)
+        if base is not None and isinstance(result, environ["wsgi.file_wrapper"]):
+            result.finish, result.length = finish, state["length"]
+            return result
+        return ClosingIterator(result, finish)
+
+    def _record(self, environ: dict[str, Any], status: int, duration: float, bytes_in: int,
+                bytes_out: int, aborted: bool) -> None:
+        ctx = environ.get("bleepstore.context")
+        op = getattr(ctx, "op", None)
+        operation = op.value if op is not None else (
+            None if getattr(ctx, "service", True) else "Unknown")
+        error_code = getattr(ctx, "error_code", None)
+        method = environ.get("REQUEST_METHOD", "")
+        if self.metrics is not None:
+            self.metrics.observe(method=method, path=path_template(environ, ctx), status=status,
+                                 duration=duration, bytes_in=bytes_in, bytes_out=bytes_out,
+                                 operation=operation, error_code=error_code)
+        if self.access_log:
+            self._log(environ, ctx, status, duration, bytes_in, bytes_out, aborted, operation,
+                      error_code)
+
+    @staticmethod
+    def _log(environ: dict[str, Any], ctx: Any, status: int, duration: float, bytes_in: int,
+             bytes_out: int, aborted: bool, operation: str | None,
+             error_code: str | None) -> None:
+        address = getattr(ctx, "address", None)
+        principal = getattr(ctx, "principal", None)
+        fields = {
+            "request_id": getattr(ctx, "request_id", ""), "method": environ.get("REQUEST_METHOD"),
+            "path": getattr(ctx, "raw_path", environ.get("PATH_INFO", "")),
+            "query": _REDACT.sub(r"\1REDACTED", getattr(ctx, "raw_query", "")),
+            "status": status, "duration_ms": round(duration * 1000, 3),
+            "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "user_agent": environ.get("HTTP_USER_AGENT"), "operation": operation,
+            "bucket": getattr(address, "bucket", None), "key": getattr(address, "key", None),
+            "access_key": (principal.access_key or "anonymous") if principal else "anonymous",
+            "host_id": getattr(ctx, "host_id", ""),
+            "client_request_id": environ.get("HTTP_X_REQUEST_ID"), "aborted": aborted,
+        }
+        if status >= 400 and error_code:
+            fields["error_code"] = error_code
+        access.info("%s %s %s", fields["method"], fields["path"], status, extra=fields)

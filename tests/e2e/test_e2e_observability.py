@@ -1,0 +1,113 @@
+"""Health, metrics across workers, structured access logs and the API docs, against the
+real gunicorn (observability.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from bleepstore.s3.router import Op
+from support.raw import send
+
+
+def scrape(server: Any) -> str:
+    with urllib.request.urlopen(f"{server.endpoint}/metrics") as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return str(resp.read().decode())
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_health_endpoints(server: Any, s3: Any) -> None:
+    health = send(server.endpoint, "GET", "/health", sign=False)
+    body = json.loads(health.body)
+    assert health.status == 200 and body["status"] == "ok"
+    assert set(body["checks"]) == {"metadata", "storage"}
+    assert all(c["status"] == "ok" and isinstance(c["latency_ms"], int)
+               for c in body["checks"].values())
+    for path in ("/healthz", "/readyz"):
+        resp = send(server.endpoint, "GET", path, sign=False)
+        assert resp.status == 200 and resp.body == b""
+        assert "x-amz-request-id" in resp.headers
+    assert send(server.endpoint, "HEAD", "/health", sign=False).body == b""
+
+
+def test_metrics_count_operations_across_workers(server: Any, s3: Any, bucket: str) -> None:
+    before = scrape(server)
+    puts = 30  # spread over both workers by the kernel's accept balancing
+    for i in range(puts):
+        s3.put_object(Bucket=bucket, Key=f"m{i}", Body=b"x" * 100)
+    after = scrape(server)
+    delta = (metric(after, "bleepstore_s3_operations_total", operation="PutObject",
+                    status="success")
+             - metric(before, "bleepstore_s3_operations_total", operation="PutObject",
+                      status="success"))
+    assert delta == puts
+    assert metric(after, "bleepstore_objects_total") >= puts
+    assert metric(after, "bleepstore_buckets_total") >= 1
+    assert 'path="/metrics"' not in after
+    assert metric(after, "bleepstore_http_requests_total", method="PUT",
+                  path="/{bucket}/{key}", status="200") >= puts
+
+
+def test_errors_are_counted_by_code(server: Any, s3: Any, bucket: str) -> None:
+    before = metric(scrape(server), "bleepstore_s3_errors_total", code="NoSuchKey")
+    for _ in range(3):
+        send(server.endpoint, "GET", f"/{bucket}/missing")
+    after = metric(scrape(server), "bleepstore_s3_errors_total", code="NoSuchKey")
+    assert after - before == 3
+
+
+def test_access_log_line_carries_the_request_id(server: Any, s3: Any, bucket: str) -> None:
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "logged"},
+                                    ExpiresIn=60)
+    target = url.split(f":{server.port}", 1)[1]
+    signature = target.split("X-Amz-Signature=")[1].split("&")[0]
+    resp = send(server.endpoint, "PUT", target, body=b"12345", sign=False)
+    assert resp.status == 200
+    rid = resp.headers["x-amz-request-id"]
+    lines = [json.loads(l) for l in server.log_text().splitlines() if rid in l]
+    access = [l for l in lines if l.get("logger") == "bleepstore.access"]
+    assert len(access) == 1
+    entry = access[0]
+    assert entry["request_id"] == rid and entry["host_id"] == resp.headers["x-amz-id-2"]
+    assert entry["operation"] == "PutObject" and entry["bucket"] == bucket
+    assert entry["key"] == "logged" and entry["bytes_in"] == 5
+    assert signature not in server.log_text()
+    assert "X-Amz-Signature=REDACTED" in entry["query"]
+    assert "Authorization" not in server.log_text() and "bleepstore-secret" not in server.log_text()
+
+
+def test_openapi_document_matches_the_router(server: Any) -> None:
+    resp = send(server.endpoint, "GET", "/openapi.json", sign=False)
+    doc = json.loads(resp.body)
+    validate(doc)
+    assert doc["info"]["title"] == "BleepStore S3-Compatible API"
+    assert doc["servers"] == [{"url": f"http://127.0.0.1:{server.port}"}]
+    ids = {op["operationId"] for item in doc["paths"].values() for op in item.values()}
+    assert ids == {op.value for op in Op}
+    assert {t["name"] for t in doc["tags"]} == {"Bucket", "Object", "MultipartUpload"}
+
+
+def test_docs_page_serves_swagger_ui_without_cdn(server: Any) -> None:
+    page = send(server.endpoint, "GET", "/docs", sign=False)
+    assert page.status == 200 and b"swagger" in page.body.lower()
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    for src in re.findall(rb'(?:src|href)="([^"]+)"', page.body):
+        assert src.startswith(b"/docs/static/"), src
+        asset = send(server.endpoint, "GET", src.decode(), sign=False)
+        assert asset.status == 200 and len(asset.body) > 1000
+    assert send(server.endpoint, "GET", "/docs/static/../../etc/passwd", sign=False).status == 404
