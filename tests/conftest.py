@@ -10,15 +10,29 @@ from typing import Any
 import pytest
 
 from support.clients import AwsCli, S3Cmd, boto3_client, boto3_resource
+from support.nginx import Nginx, ViaProxy
 from support.server import Server
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def direct_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("bleepstore"))
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session", params=["direct", "nginx"])
+def server(request: pytest.FixtureRequest, direct_server: Server,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session server, reached directly and then through the shipped nginx site:
+    every end-to-end test that uses it runs both ways."""
+    if request.param == "direct":
+        yield direct_server
+        return
+    proxy = Nginx(tmp_path_factory.mktemp("nginx"), direct_server.port).start()
+    yield ViaProxy(direct_server, proxy)
+    proxy.stop()
 
 
 def _credentials(db: Path) -> list[tuple[str, str]]:

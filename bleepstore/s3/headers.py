@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -35,20 +35,20 @@ _WEEKDAYS = {_IMF: _DAYS, _RFC850: _LONG_DAYS, _ASCTIME: _DAYS}
 def iso_from_datetime(dt: datetime) -> str:
     """Format an aware (or naive-UTC) datetime as stored: ISO UTC with milliseconds."""
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
 
 
 def now_iso() -> str:
     """The current time in the stored ISO format."""
-    return iso_from_datetime(datetime.now(timezone.utc))
+    return iso_from_datetime(datetime.now(UTC))
 
 
 def _parse_iso(iso_ts: str) -> datetime:
     dt = datetime.fromisoformat(iso_ts.replace("Z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def iso_to_epoch_seconds(iso_ts: str) -> int:
@@ -79,7 +79,7 @@ def parse_http_date(value: str) -> datetime | None:
             year += 1900 if year >= 70 else 2000
         try:
             return datetime(year, _MONTHS.index(m["mon"]) + 1, int(m["d"]),
-                            int(m["H"]), int(m["M"]), int(m["S"]), tzinfo=timezone.utc)
+                            int(m["H"]), int(m["M"]), int(m["S"]), tzinfo=UTC)
         except ValueError:
             return None
     return None

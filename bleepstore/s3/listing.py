@@ -152,7 +152,7 @@ class _Walk(Generic[T, C]):
             self.last = item
         else:
             self.prefixes.append(cp)
-            self.last = cp
+            self.last = self.done = cp
         return True
 
     def next_cursor(self, last: T) -> C:
@@ -182,7 +182,7 @@ def build_page_from(source: CursorSource[T, C], *, prefix: str, delimiter: str |
     walk = _Walk(source, prefix, delimiter, max_keys, after)
     if max_keys <= 0:
         return walk.result(False)
-    batch = max(max_keys, MIN_BATCH)
+    batch = max(max_keys + 1, MIN_BATCH)
     cursor = walk.first_cursor(start)
     while True:
         items = source.scan(cursor, prefix, batch)

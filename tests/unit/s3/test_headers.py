@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -18,8 +18,6 @@ from bleepstore.s3.headers import (
     parse_http_date,
     quote_etag,
 )
-
-UTC = timezone.utc
 
 
 def test_http_date_truncates_milliseconds() -> None:

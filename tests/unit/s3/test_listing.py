@@ -255,6 +255,13 @@ def test_small_page_after_huge_prefix_reads_one_batch() -> None:
     assert source.calls == 1 and source.rows == 1
 
 
+def test_full_page_and_look_ahead_cost_one_scan() -> None:
+    source = ListSource([f"k{i:03d}" for i in range(100)])
+    page = build_page(source, prefix="", delimiter=None, max_keys=40, after=None)
+    assert len(page.contents) == 40 and page.is_truncated
+    assert source.calls == 1 and source.rows == 41
+
+
 def test_many_huge_prefixes_cost_one_scan_each() -> None:
     keys = [f"{g}/{i:04d}" for g in "pqrst" for i in range(2_000)]
     source = ListSource(keys)
@@ -352,7 +359,7 @@ def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
     assert prefix_upper_bound(prefix) == bound
 
 
-chars_st = st.characters(blacklist_categories=("Cs",))
+chars_st = st.characters(codec="utf-8")
 
 
 @given(st.text(chars_st, max_size=4), st.text(chars_st, max_size=6))

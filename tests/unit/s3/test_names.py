@@ -108,7 +108,7 @@ def test_user_metadata_size_limit() -> None:
 
 def test_user_metadata_size_counts_wire_bytes() -> None:
     # WSGI gives latin-1 strings: "Ã©" is the two wire bytes of UTF-8 "é".
-    wsgi_value = "é".encode("utf-8").decode("latin-1") * 1023
+    wsgi_value = "é".encode().decode("latin-1") * 1023
     assert user_metadata_from_headers([("x-amz-meta-k", wsgi_value)])  # 1 + 2046
     with pytest.raises(MetadataTooLarge):
         user_metadata_from_headers([("x-amz-meta-kk", wsgi_value + "x")])
