@@ -6,6 +6,8 @@ whose verification fails is aborted before anything references it.
 
 from __future__ import annotations
 
+import errno
+
 from bleepstore import errors
 from bleepstore.core.request import Payload, S3Request
 from bleepstore.core.services import Services
@@ -111,6 +113,12 @@ def receive(payload: Payload, writer: BlobWriter,
                 raise errors.EntityTooLarge(ProposedSize=writer.size, MaxSizeAllowed=limit)
         digest = payload.finish()
         staged = writer.finish()
+    except OSError as exc:
+        writer.abort()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise errors.ServiceUnavailable(
+                "Insufficient storage space to complete this request.") from exc
+        raise
     except BaseException:
         writer.abort()
         raise
