@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bleepstore.config import Config
+from bleepstore.core.reconcile import reconcile
 from bleepstore.metadata.commands import PutCredential
 from bleepstore.model import Credential
 from bleepstore.runtime import build_services, reap_and_sweep
@@ -51,6 +52,8 @@ def run_recovery(cfg: Config) -> dict[str, int]:
         counts.update({k: int(v) for k, v in vars(report).items()})
         counts["spool_files_removed"] = _empty_dir(Path(cfg.storage.spool_dir))
         counts.update(reap_and_sweep(svc))
+        if cfg.storage.reconcile_on_startup:  # the orphan scan (storage.md §5.5)
+            counts.update(reconcile(svc))
         svc.store.checkpoint()
         counts["metrics_files_removed"] = _empty_dir(Path(cfg.observability.metrics_dir))
     finally:

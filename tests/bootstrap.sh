@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 python -m pip install --disable-pip-version-check -q -e ".[test]"
 
 missing=()
-for tool in rclone nginx; do
+for tool in rclone nginx chromium; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -34,6 +34,7 @@ from bleepstore.s3.listing import build_page_from, parse_max_keys
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
 from bleepstore.s3.sigv4 import uri_encode
 from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.faults import fault_point
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -241,6 +242,7 @@ def complete_multipart_upload(svc: Services, req: S3Request) -> S3Response:
     cmd = CompleteUpload(upload.upload_id, meta, now, svc.gc_not_before(),
                          tuple(p.size for p in parts), if_none_match)
     released = commit_object(svc, cmd)
+    fault_point("complete.after_commit")
     gc.collect_now(svc, released or [])
     return xml_response(render.complete_multipart_upload(_location(req), bucket.name, req.key,
                                                          meta.etag))

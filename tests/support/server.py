@@ -42,6 +42,20 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | No
     raise TimeoutError(f"port {port} not ready after {timeout}s")
 
 
+def wait_port_closed(port: int, timeout: float = 20.0) -> None:
+    """Until nothing listens on ``port``: SIGKILLed workers may keep the listening socket
+    (which still completes TCP handshakes) open for a moment after the master is reaped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except OSError:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"port {port} still open after {timeout}s")
+
+
 @dataclass
 class Server:
     """A gunicorn running ``wsgi:app`` from the repository, the production way."""
@@ -112,6 +126,7 @@ class Server:
             pass
         self.proc.wait()
         self.proc = None
+        wait_port_closed(self.port)
 
     def stop(self) -> None:
         if self.proc is None:

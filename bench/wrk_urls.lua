@@ -1,0 +1,41 @@
+-- Round-robin over a file of request targets ("/bucket/key?X-Amz-..." one per line).
+-- Environment: BENCH_URLS (file), BENCH_METHOD, BENCH_BODY (bytes of body, 0 = none),
+-- BENCH_THREADS (wrk -t). Thread i takes lines i, i+T, i+2T... so threads never share
+-- a key. done() prints one machine-readable line starting with BENCHJSON.
+local counter = 0
+local targets = {}
+local idx = 0
+
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+  local i = 0
+  for line in io.lines(os.getenv("BENCH_URLS")) do
+    if i % nthreads == tid then targets[#targets + 1] = line end
+    i = i + 1
+  end
+  wrk.method = os.getenv("BENCH_METHOD")
+  local size = tonumber(os.getenv("BENCH_BODY") or "0")
+  if size > 0 then wrk.body = string.rep("b", size) else wrk.body = nil end
+end
+
+function request()
+  idx = idx + 1
+  if idx > #targets then idx = 1 end
+  return wrk.format(nil, targets[idx])
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,"err_connect":%d,"err_read":%d,' ..
+    '"err_write":%d,"err_status":%d,"err_timeout":%d,"p50_us":%d,"p90_us":%d,' ..
+    '"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+end
