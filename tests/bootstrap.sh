@@ -20,3 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: missing ${missing[*]} and not root; the tests that need them will fail" >&2
   fi
 fi
+
+# The pinned AWS SDK for JavaScript v3 for tests/e2e/test_e2e_js_sdk.py.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/js/node_modules/@aws-sdk/client-s3 ]; then
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
