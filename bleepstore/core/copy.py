@@ -8,7 +8,7 @@ copied bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from bleepstore import errors
 from bleepstore.core import gc
@@ -34,21 +34,36 @@ class CopySource:
     key: str
 
 
-def parse_copy_source(value: str) -> CopySource:
-    raw, _, version = value.partition("?versionId=")
-    if version and version != "null":
-        raise errors.NoSuchVersion(Key=raw, VersionId=version)
+def _decode_source(raw: str) -> str:
+    """Percent-decode the copy-source path as UTF-8 bytes.
+
+    NOTE: WSGI hands header values over as latin-1 strings, so a client that sends raw
+    UTF-8 (unencoded) arrives as mojibake; mapping back to the wire bytes first makes
+    raw and percent-encoded UTF-8 decode to the same key, as S3 does.
+    """
     try:
-        decoded = unquote(raw, errors="strict")
+        wire = raw.encode("latin-1")
+    except UnicodeEncodeError:  # not from a WSGI header (in-process callers)
+        wire = raw.encode("utf-8")
+    try:
+        return unquote_to_bytes(wire).decode("utf-8")
     except UnicodeDecodeError:
         raise errors.InvalidArgument("Invalid copy source encoding",
                                      ArgumentName="x-amz-copy-source") from None
+
+
+def parse_copy_source(value: str) -> CopySource:
+    """``[/]bucket/key[?versionId=null]``, percent-encoded (s3-api.md §8.6)."""
+    raw, _, version = value.partition("?versionId=")
+    decoded = _decode_source(raw)
     decoded = decoded[1:] if decoded.startswith("/") else decoded
     bucket, _, key = decoded.partition("/")
     if not bucket or not key:
         raise errors.InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
             ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    if version and version != "null":
+        raise errors.NoSuchVersion(Key=key, VersionId=version)
     return CopySource(bucket, key)
 
 

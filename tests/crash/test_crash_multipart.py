@@ -27,7 +27,9 @@ KEY = "crash/big.bin"
 
 
 def client(server: Server) -> Any:
-    return boto3_client(server.endpoint, read_timeout=120, connect_timeout=5)
+    """No retries at all: a retried Complete would hide the crash behind a replay."""
+    return boto3_client(server.endpoint, read_timeout=120, connect_timeout=5,
+                        max_attempts=0)
 
 
 def restart(server: Server, env: dict[str, str] | None = None) -> Server:

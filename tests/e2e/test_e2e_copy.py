@@ -57,9 +57,11 @@ def test_copy_keys_needing_encoding(s3: Any, bucket: str, key: str) -> None:
 
 
 def test_copy_source_forms_and_raw_result_xml(server: Server, s3: Any, bucket: str) -> None:
-    s3.put_object(Bucket=bucket, Key="a b+c", Body=b"hello")
-    for source in (f"/{bucket}/a%20b%2Bc", f"{bucket}/a%20b%2Bc", f"{bucket}/a%20b+c",
-                   f"/{bucket}/a%20b%2Bc?versionId=null"):
+    s3.put_object(Bucket=bucket, Key="ü b+c", Body=b"hello")
+    unencoded_utf8 = f"/{bucket}/ü b+c".encode().decode("latin-1")  # raw UTF-8 on the wire
+    for source in (f"/{bucket}/%C3%BC%20b%2Bc", f"{bucket}/%C3%BC%20b%2Bc",
+                   f"{bucket}/%C3%BC%20b+c", f"/{bucket}/%C3%BC%20b%2Bc?versionId=null",
+                   unencoded_utf8):
         code, root = raw_copy(server, bucket, "dst", source)
         assert code == 200, (source, etree.tostring(root))
         assert root.tag == NS + "CopyObjectResult"
@@ -84,6 +86,9 @@ def test_bad_copy_sources(server: Server, s3: Any, bucket: str, source: str, cod
     s3.put_object(Bucket=bucket, Key="src", Body=b"x")
     got, root = raw_copy(server, bucket, "dst", source.format(b=bucket))
     assert (got, root.findtext("Code")) == (status_, code)
+    if code == "NoSuchVersion":
+        assert root.findtext("Key") == "src"
+        assert root.findtext("VersionId") == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="dst")
 
 
