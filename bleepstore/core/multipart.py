@@ -326,6 +326,9 @@ def part_range(svc: Services, req: S3Request, obj: ObjectMeta) -> tuple[int, int
     if "partNumber" not in req.query:
         return None
     number = _part_number(req.query.get("partNumber"))
+    if req.header("range") is not None:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query "
+                                    "parameter")
     if not obj.parts_count:
         if number != 1:
             raise errors.InvalidPartNumber()

@@ -129,8 +129,8 @@ def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Respon
             "Last-Modified", http_date(obj.last_modified))])
     from bleepstore.core.multipart import part_range  # partNumber reads (issue 4)
     window = part_range(svc, req, obj)
-    if "partNumber" in req.query:  # [S3] PartsCount only answers partNumber requests
-        headers.append(("x-amz-mp-parts-count", str(obj.parts_count or 1)))
+    if "partNumber" in req.query and obj.parts_count:  # [S3] only for partNumber reads
+        headers.append(("x-amz-mp-parts-count", str(obj.parts_count)))
     rng = parse_range(req.header("range"), obj.size) if window is None else window
     status, first, length = 200, 0, obj.size
     if rng is not None:

@@ -356,7 +356,7 @@ def _verify(result: AuthResult, req: SigningRequest, parsed: _Parsed, hashed_pay
     """Compute the signature for ``hashed_payload`` (canonical path, then raw path)."""
     first: tuple[str, str] | None = None
     paths = [canonical_uri(req.raw_path)]
-    if False:
+    if raw_canonical_uri(req.raw_path) != paths[0]:
         paths.append(raw_canonical_uri(req.raw_path))
     for path in paths:
         creq = _canonical_request(req, path, parsed, hashed_payload, drop_signature)

@@ -107,7 +107,8 @@ def _get_state(s3: Any, key: str) -> tuple[State, int]:
 
 def _verify_objects(s3: Any, records: list[dict[str, Any]]) -> dict[str, int]:
     ops = write_ops(records)
-    figures: Counter[str] = Counter()
+    figures: Counter[str] = Counter(keys_at_last_acked_write=0, keys_at_unknown_outcome_state=0,
+                                    keys_absent=0)
     sizes: dict[str, int] = {}
     for key, key_ops in sorted(ops.items()):
         legal, last = candidates(key_ops)
@@ -118,6 +119,8 @@ def _verify_objects(s3: Any, records: list[dict[str, Any]]) -> dict[str, int]:
             figures["keys_at_last_acked_write"] += 1
         elif state is not None:
             figures["keys_at_unknown_outcome_state"] += 1
+        else:
+            figures["keys_absent"] += 1
         if state is not None:
             sizes[key] = size
     listed = {}

@@ -360,6 +360,15 @@ def test_get_and_head_part_number(s3: Any, bucket: str) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="pn", PartNumber=4)
     assert code_of(exc) == "InvalidPartNumber"
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="pn", PartNumber=1, Range="bytes=0-1")
+    assert code_of(exc) == "InvalidRequest"
+    s3.put_object(Bucket=bucket, Key="single", Body=b"0123456789")
+    single = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert single["Body"].read() == b"0123456789" and "PartsCount" not in single
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert code_of(exc) == "InvalidPartNumber"
 
 
 def test_boto3_managed_upload_with_crc32_parts(tmp_path: Path, s3: Any, bucket: str) -> None:
