@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class ConnPool:
         raise AssertionError("unreachable")
 
 
-def parallel(port: int, requests: list[tuple[str, str, bytes | None]], threads: int = 16
+def parallel(port: int, requests: Sequence[tuple[str, str, bytes | None]], threads: int = 16
              ) -> dict[int, int]:
     """Send ``(method, target, body)`` requests over ``threads`` keep-alive connections;
     returns a histogram of status codes."""
@@ -261,3 +262,36 @@ class RssSampler(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
         self.join(timeout=5)
+
+
+def client_put_ceiling(path: Path) -> float:
+    """The PUT client itself (``stream_put``) into a loopback socket that discards: an
+    upper bound for any server's single-stream PUT figure on this machine."""
+    size = path.stat().st_size
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+
+    def sink() -> None:
+        conn, _ = lsock.accept()
+        with conn:
+            buf = bytearray(MiB)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            got = len(head.split(b"\r\n\r\n", 1)[1])
+            while got < size:
+                n = conn.recv_into(buf)
+                if not n:
+                    return
+                got += n
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    t = threading.Thread(target=sink, daemon=True)
+    t.start()
+    try:
+        return stream_put(port, "/sink", path)
+    finally:
+        t.join(timeout=30)
+        lsock.close()

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,8 @@ from typing import Any
 
 from benchlib import MB, MiB, first_200
 
-import sys
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.server import free_port  # noqa: E402
-
 
 # ---------------------------------------------------------------- disk
 
@@ -65,12 +63,13 @@ class StaticNginx:
     def www(self) -> Path:
         return self.root / "www"
 
-    def start(self) -> "StaticNginx":
+    def start(self) -> StaticNginx:
         for sub in ("logs", "tmp", "www"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         conf = self.root / "nginx.conf"
         r = self.root
-        conf.write_text(f"""worker_processes 2;
+        conf.write_text(f"""{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 2;
 pid {r}/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 1024; }}
@@ -121,7 +120,7 @@ class Moto:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Moto":
+    def start(self) -> Moto:
         self.root.mkdir(parents=True, exist_ok=True)
         exe = shutil.which("moto_server") or "moto_server"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -33,8 +33,21 @@ OUT = BENCH / "out"
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(BENCH))
 
-from benchlib import (MB, MiB, RssSampler, ab, children, ensure_tool, first_200,  # noqa: E402
-                      parallel, rss_bytes, stream_get, stream_put, wrk)
+from benchlib import (  # noqa: E402
+    MB,
+    MiB,
+    RssSampler,
+    ab,
+    children,
+    client_put_ceiling,
+    ensure_tool,
+    first_200,
+    parallel,
+    rss_bytes,
+    stream_get,
+    stream_put,
+    wrk,
+)
 from presign import Presigner, check_against_boto3  # noqa: E402
 from refs import Moto, StaticNginx, dd_fsync, python_write_fsync  # noqa: E402
 from support.clients import boto3_client  # noqa: E402
@@ -56,7 +69,7 @@ class BenchServer(Server):
 
     start_s: float | None = None
 
-    def start(self, timeout: float = 30.0) -> "BenchServer":
+    def start(self, timeout: float = 30.0) -> BenchServer:
         self.write_config()
         env = {**os.environ, "BLEEPSTORE_CONFIG": str(self.config_path), **self.env}
         logf = open(self.log_path, "ab")
@@ -123,21 +136,29 @@ class Runner:
         ddv = [dd_fsync(self.tmp / "dd.bin", size // MiB) for _ in range(self.repeats)]
         self.r["refs"]["python_write_fsync_MBps"] = {"best": max(py), "samples": py}
         self.r["refs"]["dd_fsync_MBps"] = {"best": max(ddv), "samples": ddv}
+        ceiling = client_put_ceiling(self.src)
+        self.r["refs"]["client_put_ceiling_MBps"] = {"best": ceiling, "samples": [ceiling]}
         self.moto_src = self.tmp / "moto-src.bin"
         python_write_fsync(self.moto_src, self.moto_big)
 
     # ------------------------------------------------------------ BleepStore
     def fresh_start(self) -> None:
-        log("BleepStore: fresh start on an empty data dir (start-to-first-200, idle RSS)")
-        srv = BenchServer(self.tmp / "fresh")
-        try:
-            srv.start()
-            idle = worker_rss_after_settle(srv)
-        finally:
-            srv.stop()
-        self.r["start_s"]["bleepstore_fresh"] = srv.start_s
-        self.r["rss_mb"]["idle_fresh_per_worker"] = [v / MB for v in idle.values()]
-        shutil.rmtree(srv.root, ignore_errors=True)
+        n = 3
+        log(f"BleepStore: {n} fresh starts on empty data dirs (start-to-first-200, idle RSS)")
+        starts, idle_first = [], None
+        for i in range(n):
+            srv = BenchServer(self.tmp / f"fresh-{i}")
+            try:
+                srv.start()
+                if idle_first is None:
+                    idle_first = worker_rss_after_settle(srv)
+            finally:
+                srv.stop()
+            starts.append(srv.start_s)
+            shutil.rmtree(srv.root, ignore_errors=True)
+        self.r["start_s"]["bleepstore_fresh"] = statistics.median(starts)
+        self.r["start_s"]["bleepstore_fresh_samples"] = starts
+        self.r["rss_mb"]["idle_fresh_per_worker"] = [v / MB for v in (idle_first or {}).values()]
 
     def populate(self, root: Path) -> None:
         """Pre-create what GET/HEAD and the listing need, on a throwaway instance with
@@ -340,7 +361,8 @@ class Runner:
                                (workers[-1], raw, "raw")):
             spies.append(subprocess.Popen(
                 ["py-spy", "record", "--pid", str(pid), "--duration", str(dur + 1),
-                 "--rate", "200", "--format", fmt_, "--full-filenames", "-o", str(out)],
+                 "--rate", "200", "--nonblocking", "--format", fmt_, "--full-filenames",
+                 "-o", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             if len(workers) == 1:
                 break
@@ -490,11 +512,18 @@ class Runner:
         r, L = self.r, []
         meta = r["meta"]
         L.append(f"BleepStore benchmark  {meta['when']}  mode={meta['mode']}  "
-                 f"commit {meta['commit']}")
+                 f"commit {meta['commit']}"
+                 + ("  (+dirty: uncommitted changes under bleepstore/ were measured)"
+                    if meta["commit"].endswith("+dirty") else ""))
         L.append(f"machine: {meta['cpus']} CPUs, {meta['mem_gb']:.0f} GB RAM, "
                  f"{meta['python']}; server: gunicorn gthread {meta['workers']} workers x "
                  f"{meta['threads']} threads; data dir on {meta['data_fs']}")
         L.append("client and servers share the machine's CPUs; MB = 10^6 bytes")
+        la = meta.get("loadavg_1m", {})
+        if la:
+            L.append("1-min load average before/after each phase (other work on the machine "
+                     "skews results): " + ", ".join(f"{k} {a:.1f}/{b:.1f}"
+                                                     for k, (a, b) in la.items()))
         L.append("")
         L.append(f"Small objects (4 KiB), {self.secs} s per run; latency in ms")
         L.append(f"  {'server':10s} {'op':6s} {'tool':4s} {'conns':>5s} {'ops/s':>10s} "
@@ -521,7 +550,9 @@ class Runner:
         sz = f"{self.big // MiB} MiB"
         for k, label in (("python_write_fsync_MBps", f"ref: Python write+fsync {sz}"),
                          ("dd_fsync_MBps", f"ref: dd bs=1M conv=fsync {sz}"),
-                         ("nginx_get_MBps", f"ref: nginx static GET {sz} (sendfile)")):
+                         ("nginx_get_MBps", f"ref: nginx static GET {sz} (sendfile)"),
+                         ("client_put_ceiling_MBps",
+                          f"ref: the PUT client into a discard socket {sz}")):
             if k in refs:
                 L.append(f"  {label:58s} {fmt(refs[k]['best']):>9s}   "
                          f"[{', '.join(fmt(v) for v in refs[k]['samples'])}]")
@@ -541,12 +572,15 @@ class Runner:
                 L.append(f"  {label:44s} median {li[k]['median']:8.1f}   min {li[k]['min']:8.1f}")
             L.append("")
         L.append("Start (Popen) to first 200, s")
-        for k, label in (("bleepstore_fresh", "bleepstore, empty data dir (/healthz)"),
+        fresh = r["start_s"].get("bleepstore_fresh_samples") or []
+        for k, label in (("bleepstore_fresh", "bleepstore, empty data dir (/healthz), median"
+                          + (f" of {len(fresh)}: " + " ".join(f"{v:.3f}" for v in fresh)
+                             if fresh else "")),
                          ("bleepstore_restart_with_data",
                           f"bleepstore, {LIST_KEYS + GET_KEYS} objects (/healthz)"),
                          ("moto", "moto_server (GET /)"), ("nginx", "nginx (static file)")):
             if r["start_s"].get(k) is not None:
-                L.append(f"  {label:44s} {r['start_s'][k]:8.3f}")
+                L.append(f"  {label:60s} {r['start_s'][k]:8.3f}")
         L.append("")
         rs = r["rss_mb"]
         L.append("RSS per gunicorn worker, MB (VmRSS)")
@@ -579,9 +613,6 @@ class Runner:
                     L.append(f"  (PUT c16 under py-spy: {prof['put_c16_under_pyspy_ops_s']:.1f}"
                              f" ops/s; flame graph {prof.get('svg')})")
                 text = prof["text"]
-                if key == "profile_cprofile":
-                    text = text.split("\nTop ")[0] + "\n  (top 25 cumulative: " + \
-                        str(OUT / "profile-put-cprofile.txt") + ")"
                 L.extend("  " + ln if not ln.startswith("  ") else ln
                          for ln in text.splitlines())
         if r["notes"]:
@@ -602,20 +633,29 @@ class Runner:
                                                                           else ""),
                 "cpus": os.cpu_count(), "mem_gb": mem, "python": platform.python_version(),
                 "workers": 2, "threads": 8, "data_fs": " ".join(fs).strip(),
-                "wrk_seconds": self.secs, "tmp": str(self.tmp)}
+                "wrk_seconds": self.secs, "tmp": str(self.tmp), "loadavg_1m": {}}
 
     def run(self) -> None:
         t0 = time.monotonic()
         self.r["meta"] = self.meta()
+        phases = [self.tools, self.disk_refs, self.fresh_start, self.bleepstore, self.nginx,
+                  self.moto] + ([] if self.args.no_profile else [self.cprofile])
         try:
-            self.tools()
-            self.disk_refs()
-            self.fresh_start()
-            self.bleepstore()
-            self.nginx()
-            self.moto()
-            if not self.args.no_profile:
-                self.cprofile()
+            for phase in phases:
+                load_before = os.getloadavg()[0]
+                try:
+                    phase()
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # keep going: report what was measured
+                    import traceback
+                    log(f"phase {phase.__name__} failed: {exc!r}")
+                    self.r["notes"].append(f"phase {phase.__name__} failed: {exc!r}\n"
+                                           + traceback.format_exc(limit=3))
+                    if phase in (self.tools, self.disk_refs):
+                        raise
+                self.r["meta"]["loadavg_1m"][phase.__name__] = [load_before,
+                                                                os.getloadavg()[0]]
         finally:
             for p in list(self.procs):
                 try:

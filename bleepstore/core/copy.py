@@ -18,6 +18,7 @@ from bleepstore.core.inputs import (MAX_SINGLE_PAYLOAD, acl_for_new_resource,
 from bleepstore.core.objects import commit_object
 from bleepstore.core.request import S3Request, S3Response, xml_response
 from bleepstore.core.services import Services
+from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.metadata.commands import PutObject
 from bleepstore.model import ObjectMeta
 from bleepstore.s3 import xml_render as render
@@ -80,6 +81,10 @@ def load_copy_source(svc: Services, req: S3Request) -> ObjectMeta:
 
 
 def copy_object(svc: Services, req: S3Request) -> S3Response:
+    return retry_superseded(lambda: _copy_object_once(svc, req))
+
+
+def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
     reject_unsupported_headers(req)
     dest = bucket_for(svc, req, "WRITE")
     src = load_copy_source(svc, req)
@@ -109,6 +114,7 @@ def copy_object(svc: Services, req: S3Request) -> S3Response:
     try:
         staged = svc.storage.copy(src.data_ref, None, need_md5=multipart_source)
     except BlobMissing:
+        raise_if_superseded(svc, src)  # source overwritten meanwhile: redo from its new row
         raise errors.InternalError() from None
     now = now_iso()
     etag = f'"{staged.md5_hex}"' if multipart_source else src.etag

@@ -20,6 +20,7 @@ from bleepstore.metadata.commands import DeleteObjects
 from bleepstore.model import ObjectMeta, Owner, Page
 from bleepstore.s3 import xml, xml_render as render
 from bleepstore.s3.acl import acl_from_json
+from bleepstore.s3.checksums import integrity_from_headers
 from bleepstore.s3.listing import (build_page, decode_token, encode_token, parse_max_keys,
                                    to_page)
 from bleepstore.s3.names import validate_key
@@ -104,15 +105,15 @@ def _key_problem(key: str, version_id: str | None) -> render.DeleteErrorEntry | 
 
 def delete_objects(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "WRITE")
-    has_md5 = req.header("content-md5") is not None
-    has_checksum = any(name.startswith("x-amz-checksum-") and name not in (
-        "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode")
-        for name, _ in req.header_items) or req.header("x-amz-trailer") is not None
+    # NOTE: only integrity claims that are actually verified count: Content-MD5 or a
+    # known x-amz-checksum-<alg> (header or trailer); an unknown x-amz-checksum-foo is not.
+    spec = integrity_from_headers(req.header)
+    verified = spec.content_md5 is not None or spec.checksum_algorithm is not None
     body = read_xml_body(req.payload)
     if not body:
         raise errors.MissingRequestBodyError()
     quiet, entries = xml.parse_delete(body)
-    if not (has_md5 or has_checksum):
+    if not verified:
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
     results: list[render.DeletedEntry | render.DeleteErrorEntry] = []
     wanted: list[str] = []

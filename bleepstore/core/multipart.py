@@ -1,15 +1,14 @@
-"""Multipart uploads (s3-api.md §14): create, upload part (and part copy), complete,
-abort, list parts, list uploads, and partNumber reads of completed objects.
+"""Multipart uploads (s3-api.md §14): create, upload part (and part copy), abort, list
+parts, list uploads, and partNumber reads of completed objects. CompleteMultipartUpload
+lives in ``multipart_complete`` and is re-exported here.
 
-Invariants: validation (steps 1-7 of §14.4) finishes before any byte moves; assembly
-writes a new immutable blob in one pass and is committed in the same transaction that
-removes the upload, so a crash leaves the old state or the new object, never a mix.
+Invariants: a part is acknowledged only after its blob is durable and its row committed
+(the commit re-checks that the upload still exists); a replaced part's blob goes to GC in
+the same transaction.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 from collections.abc import Sequence
@@ -19,42 +18,31 @@ from bleepstore import errors
 from bleepstore.core import gc
 from bleepstore.core.access import bucket_for, load_bucket, writer_owner
 from bleepstore.core.copy import load_copy_source
-from bleepstore.core.inputs import (acl_for_new_resource, content_headers, read_xml_body,
-                                    receive, reject_unsupported_headers)
-from bleepstore.core.objects import commit_object
+from bleepstore.core.inputs import (
+    acl_for_new_resource,
+    content_headers,
+    receive,
+    reject_unsupported_headers,
+)
+from bleepstore.core.multipart_complete import complete_multipart_upload
 from bleepstore.core.request import S3Request, S3Response, empty, xml_response
 from bleepstore.core.services import Services
-from bleepstore.metadata.commands import AbortUpload, CompleteUpload, CreateUpload, PutPart
+from bleepstore.core.stale import raise_if_superseded, retry_superseded
+from bleepstore.core.uploads import UPLOAD_ID, load_upload, part_number
+from bleepstore.metadata.commands import AbortUpload, CreateUpload, PutPart
 from bleepstore.model import ObjectMeta, Part, Upload
-from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
-from bleepstore.s3.checksums import ALGORITHMS, header_name, new_hasher
-from bleepstore.s3.headers import normalize_etag, now_iso
+from bleepstore.s3.checksums import ALGORITHMS, header_name
+from bleepstore.s3.headers import now_iso
 from bleepstore.s3.listing import build_page_from, parse_max_keys
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
-from bleepstore.s3.sigv4 import uri_encode
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.faults import fault_point
 
-MIN_PART_SIZE = 5 * 1024 * 1024
-UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
-
-
-def _part_number(value: str | None) -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= 10000:
-        raise errors.InvalidArgument(
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber", ArgumentValue=value)
-    return int(value)
-
-
-def _load_upload(svc: Services, req: S3Request) -> Upload:
-    upload_id = req.query.get("uploadId", "")
-    upload = svc.store.get_upload(upload_id) if UPLOAD_ID.fullmatch(upload_id) else None
-    if upload is None or (upload.bucket, upload.key) != (req.bucket, req.key):
-        raise errors.NoSuchUpload(UploadId=upload_id)
-    return upload
+__all__ = ["abort_multipart_upload", "complete_multipart_upload", "create_multipart_upload",
+           "list_multipart_uploads", "list_parts", "part_range", "upload_part",
+           "upload_part_copy"]
 
 
 def create_multipart_upload(svc: Services, req: S3Request) -> S3Response:
@@ -91,9 +79,9 @@ def _commit_part(svc: Services, req: S3Request, upload: Upload, part: Part) -> N
 
 
 def upload_part(svc: Services, req: S3Request) -> S3Response:
-    number = _part_number(req.query.get("partNumber"))
+    number = part_number(req.query.get("partNumber"))
     bucket_for(svc, req, "WRITE")
-    upload = _load_upload(svc, req)
+    upload = load_upload(svc, req)
     writer = svc.storage.open_writer("part", upload.upload_id, number)
     staged, digest = receive(req.payload, writer)
     part = Part(upload.upload_id, number, staged.size, f'"{staged.md5_hex}"', now_iso(),
@@ -124,128 +112,24 @@ def _copy_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 
 def upload_part_copy(svc: Services, req: S3Request) -> S3Response:
-    number = _part_number(req.query.get("partNumber"))
+    return retry_superseded(lambda: _upload_part_copy_once(svc, req))
+
+
+def _upload_part_copy_once(svc: Services, req: S3Request) -> S3Response:
+    number = part_number(req.query.get("partNumber"))
     bucket_for(svc, req, "WRITE")
-    upload = _load_upload(svc, req)
+    upload = load_upload(svc, req)
     src = load_copy_source(svc, req)
     byte_range = _copy_range(req.header("x-amz-copy-source-range"), src.size)
     try:
         staged = svc.storage.copy_to_part(src.data_ref, upload.upload_id, number, byte_range)
     except BlobMissing:
+        raise_if_superseded(svc, src)  # source overwritten meanwhile: redo from its new row
         raise errors.InternalError() from None
     part = Part(upload.upload_id, number, staged.size, f'"{staged.md5_hex}"', now_iso(),
                 staged.data_ref)
     _commit_part(svc, req, upload, part)
     return xml_response(render.copy_part_result(part.etag, part.last_modified))
-
-
-@dataclass(frozen=True)
-class _Listed:
-    number: int
-    etag: str
-    checksums: dict[str, str]
-
-
-def _validate_parts(svc: Services, upload: Upload, listed: Sequence[_Listed]) -> list[Part]:
-    """§14.4 steps 3-6: order, existence + ETag/checksum, minimum size, total size."""
-    previous = 0
-    for item in listed:
-        if item.number <= previous:
-            raise errors.InvalidPartOrder(UploadId=upload.upload_id)
-        previous = item.number
-    stored = {p.part_number: p for p in svc.store.list_parts(upload.upload_id)}
-    parts: list[Part] = []
-    for item in listed:
-        part = stored.get(item.number)
-        if part is None or normalize_etag(part.etag) != normalize_etag(item.etag):
-            raise errors.InvalidPart(UploadId=upload.upload_id, PartNumber=item.number)
-        given = item.checksums.get(upload.checksum_algorithm or "")
-        if given is not None and part.checksum_value and given != part.checksum_value:
-            raise errors.InvalidPart(UploadId=upload.upload_id, PartNumber=item.number)
-        parts.append(part)
-    for part in parts[:-1]:
-        if part.size < MIN_PART_SIZE:
-            raise errors.EntityTooSmall(ProposedSize=part.size, MinSizeAllowed=MIN_PART_SIZE,
-                                        PartNumber=part.part_number, ETag=part.etag)
-    total = sum(p.size for p in parts)
-    if total > svc.config.server.max_object_size:
-        raise errors.EntityTooLarge(ProposedSize=total,
-                                    MaxSizeAllowed=svc.config.server.max_object_size)
-    return parts
-
-
-def composite_etag(parts: Sequence[Part]) -> str:
-    digest = hashlib.md5(b"".join(bytes.fromhex(normalize_etag(p.etag)) for p in parts))
-    return f'"{digest.hexdigest()}-{len(parts)}"'
-
-
-def composite_checksum(algorithm: str | None, parts: Sequence[Part]) -> str | None:
-    """[S3] COMPOSITE checksum: ``b64(alg(concat(part digests)))-N``; None unless every
-    listed part carries a checksum of the upload's algorithm."""
-    if algorithm is None or not parts or any(not p.checksum_value for p in parts):
-        return None
-    hasher = new_hasher(algorithm)
-    for part in parts:
-        hasher.update(base64.b64decode(part.checksum_value or ""))
-    return f"{base64.b64encode(hasher.digest()).decode()}-{len(parts)}"
-
-
-def _location(req: S3Request) -> str:
-    key = uri_encode(req.key.encode("utf-8"), encode_slash=False)
-    path = key if req.virtual_host else f"{req.bucket}/{key}"
-    return f"{req.scheme}://{req.host}/{path}"
-
-
-def _replay(svc: Services, req: S3Request) -> S3Response | None:
-    done = svc.store.get_completed(req.query.get("uploadId", ""))
-    if done is None or (done.bucket, done.key) != (req.bucket, req.key):
-        return None
-    current = svc.store.get_object(req.bucket, req.key)
-    if current is None or current.etag != done.etag:
-        return None
-    return xml_response(render.complete_multipart_upload(_location(req), req.bucket, req.key,
-                                                         done.etag))
-
-
-def complete_multipart_upload(svc: Services, req: S3Request) -> S3Response:
-    bucket = bucket_for(svc, req, "WRITE")
-    try:
-        upload = _load_upload(svc, req)
-    except errors.NoSuchUpload:
-        replay = _replay(svc, req)
-        if replay is None:
-            raise
-        return replay
-    body = read_xml_body(req.payload, limit=8 * 1024 * 1024)
-    if not body.strip():
-        raise errors.MissingRequestBodyError()
-    listed = [_Listed(n, e, c) for n, e, c in xml.parse_complete_multipart(body)]
-    parts = _validate_parts(svc, upload, listed)
-    if_none_match = req.header("if-none-match")
-    if if_none_match is not None:
-        if if_none_match.strip() != "*":
-            raise errors.S3NotImplemented(Header="If-None-Match")
-        if svc.store.get_object(bucket.name, req.key) is not None:
-            raise errors.PreconditionFailed(Condition="If-None-Match")
-    try:
-        staged = svc.storage.assemble(parts)
-    except BlobMissing:
-        raise errors.InternalError() from None
-    now = now_iso()
-    meta = ObjectMeta(
-        bucket=bucket.name, key=req.key, size=staged.size, etag=composite_etag(parts),
-        last_modified=now, data_ref=staged.data_ref, content=upload.content,
-        storage_class=upload.storage_class, acl=upload.acl,
-        user_metadata=upload.user_metadata, parts_count=len(parts),
-        checksum_algorithm=upload.checksum_algorithm,
-        checksum_value=composite_checksum(upload.checksum_algorithm, parts))
-    cmd = CompleteUpload(upload.upload_id, meta, now, svc.gc_not_before(),
-                         tuple(p.size for p in parts), if_none_match)
-    released = commit_object(svc, cmd)
-    fault_point("complete.after_commit")
-    gc.collect_now(svc, released or [])
-    return xml_response(render.complete_multipart_upload(_location(req), bucket.name, req.key,
-                                                         meta.etag))
 
 
 def abort_multipart_upload(svc: Services, req: S3Request) -> S3Response:
@@ -260,7 +144,7 @@ def abort_multipart_upload(svc: Services, req: S3Request) -> S3Response:
 
 def list_parts(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
-    upload = _load_upload(svc, req)
+    upload = load_upload(svc, req)
     if req.principal.id not in (bucket.owner_id, upload.owner_id):
         raise errors.AccessDenied()
     max_parts = parse_max_keys(req.query.get("max-parts"), "max-parts")
@@ -325,7 +209,7 @@ def part_range(svc: Services, req: S3Request, obj: ObjectMeta) -> tuple[int, int
     """GetObject/HeadObject ``partNumber=N``: the byte window of that part, or None."""
     if "partNumber" not in req.query:
         return None
-    number = _part_number(req.query.get("partNumber"))
+    number = part_number(req.query.get("partNumber"))
     if req.header("range") is not None:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query "
                                     "parameter")

@@ -19,6 +19,7 @@ from bleepstore.core.inputs import (acl_for_new_resource, acl_from_request,
                                     content_headers, receive, reject_unsupported_headers)
 from bleepstore.core.request import S3Request, S3Response, empty, xml_response
 from bleepstore.core.services import Services
+from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.metadata.commands import CompleteUpload, DeleteObjects, PutObject, PutObjectAcl
 from bleepstore.model import ObjectMeta, Owner
 from bleepstore.s3 import xml, xml_render as render
@@ -62,7 +63,8 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
     content = content_headers(req)
     if if_match is not None or if_none_match is not None:  # fail fast; re-checked at commit
         current = svc.store.get_object(bucket.name, req.key)
-        check_write_preconditions(if_match, if_none_match, current.etag if current else None)
+        check_write_preconditions(if_match, if_none_match, current.etag if current else None,
+                                  key=req.key)
     staged, digest = receive(req.payload, svc.storage.open_writer("object"))
     now = now_iso()
     meta = ObjectMeta(
@@ -120,6 +122,12 @@ def _apply_overrides(req: S3Request, headers: list[tuple[str, str]]) -> list[tup
 
 
 def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Response:
+    # NOTE: a concurrent overwrite may unlink the blob between our row read and the open;
+    # the read is then redone against the current row (core/stale.py).
+    return retry_superseded(lambda: _get_object_once(svc, req, head))
+
+
+def _get_object_once(svc: Services, req: S3Request, head: bool) -> S3Response:
     check_version_id(req)
     bucket = load_bucket(svc, req)
     obj = readable_object(svc, req.principal, bucket, req.key)
@@ -146,6 +154,7 @@ def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Respon
         try:
             resp.stream = svc.storage.open_read(obj.data_ref, first, length)
         except BlobMissing:
+            raise_if_superseded(svc, obj)
             log.error("data missing: bucket=%s key=%s data_ref=%s", obj.bucket, obj.key,
                       obj.data_ref)
             raise errors.InternalError() from None

@@ -95,7 +95,8 @@ def _replace_object(conn: sqlite3.Connection, meta: Any, gc_not_before: str,
     _require_bucket(conn, meta.bucket)
     old = conn.execute("SELECT etag, size, data_ref FROM objects WHERE bucket = ? AND key = ?",
                        (meta.bucket, meta.key)).fetchone()
-    check_write_preconditions(if_match, if_none_match, old["etag"] if old else None)
+    check_write_preconditions(if_match, if_none_match, old["etag"] if old else None,
+                              key=meta.key)
     conn.execute(f"INSERT OR REPLACE INTO objects ({cols(OBJECT_COLS)}) "
                  f"VALUES ({placeholders(OBJECT_COLS)})", object_values(meta))
     if old is None:

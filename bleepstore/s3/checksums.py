@@ -178,7 +178,7 @@ def _check_sdk_algorithm(sdk: str | None, alg: str | None) -> None:
 @dataclass(frozen=True)
 class DigestResult:
     size: int
-    md5_hex: str
+    md5_hex: str  # "" unless Content-MD5 was sent (the ETag comes from the blob writer)
     checksum_algorithm: str | None
     checksum_b64: str | None  # base64 of the computed checksum when an algorithm was in play
 
@@ -189,7 +189,9 @@ class PayloadDigester:
     def __init__(self, spec: IntegritySpec, *, need_sha256: bool) -> None:
         self.spec = spec
         self.size = 0
-        self._md5 = hashlib.md5()
+        # NOTE: MD5 only when Content-MD5 must be checked; the ETag's MD5 is computed once,
+        # by the blob writer (hashing every PUT twice halved single-stream throughput).
+        self._md5 = hashlib.md5() if spec.content_md5 is not None else None
         self._sha256 = hashlib.sha256() if need_sha256 or spec.sha256_hex else None
         alg = spec.checksum_algorithm
         # NOTE: a SHA256 checksum and the payload SHA-256 are the same digest; share it.
@@ -201,7 +203,8 @@ class PayloadDigester:
 
     def update(self, data: bytes) -> None:
         self.size += len(data)
-        self._md5.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
         if self._sha256 is not None:
             self._sha256.update(data)
         if self._checksum is not None and self._checksum is not self._sha256:
@@ -223,7 +226,7 @@ class PayloadDigester:
                     ClientComputedContentSHA256=spec.sha256_hex,
                     S3ComputedContentSHA256=computed,
                 )
-        md5 = self._md5.digest()
+        md5 = self._md5.digest() if self._md5 is not None else b""
         if spec.content_md5 is not None and md5 != spec.content_md5:
             raise BadDigest(
                 ExpectedDigest=base64.b64encode(spec.content_md5).decode(),

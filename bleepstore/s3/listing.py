@@ -11,7 +11,9 @@ Invariants:
 - All keys sharing a common prefix form one contiguous run, so once a prefix is emitted
   (or skipped) the walk SEEKS past the run instead of reading it: the number of ``scan``
   calls is O(entries / batch + common prefixes), independent of how many keys a common
-  prefix hides.
+  prefix hides. Rows read stay proportional to the entries returned too: after a batch
+  that was mostly hidden keys ending in a seek, the next scan is small (``SEEK_BATCH``),
+  so a page of 1,000 huge prefixes reads ~8 rows per prefix, not a full batch each.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from bleepstore.model import ObjectMeta, Page
 
 MAX_CODE_POINT = "\U0010ffff"
 MIN_BATCH = 32
+SEEK_BATCH = 8  # scan size while seeking from one huge common prefix to the next
+SPARSE = 24  # a batch with fewer than one entry per SPARSE rows was mostly hidden keys
 
 
 class Keyed(Protocol):
@@ -155,12 +159,17 @@ class _Walk(Generic[T, C]):
             self.last = self.done = cp
         return True
 
-    def next_cursor(self, last: T) -> C:
-        """Where the next scan starts after a full batch ending with ``last``."""
+    @property
+    def entries(self) -> int:
+        return len(self.contents) + len(self.prefixes)
+
+    def next_cursor(self, last: T) -> tuple[C, bool]:
+        """Where the next scan starts after a full batch ending with ``last``, and whether
+        that is a seek past the rest of a common prefix."""
         cp = common_prefix(last.key, self.prefix, self.delimiter)
         if cp is not None and cp == self.done and last.key < _seek_key(cp):
-            return self.source.cursor_after_key(_seek_key(cp))
-        return self.source.cursor_of(last)
+            return self.source.cursor_after_key(_seek_key(cp)), True
+        return self.source.cursor_of(last), False
 
     def first_cursor(self, start: C | None) -> C | None:
         """Skip straight past the group ``after`` lies in: its prefix is <= after."""
@@ -182,16 +191,22 @@ def build_page_from(source: CursorSource[T, C], *, prefix: str, delimiter: str |
     walk = _Walk(source, prefix, delimiter, max_keys, after)
     if max_keys <= 0:
         return walk.result(False)
-    batch = max(max_keys + 1, MIN_BATCH)
+    full = size = max(max_keys + 1, MIN_BATCH)
     cursor = walk.first_cursor(start)
     while True:
-        items = source.scan(cursor, prefix, batch)
+        items = source.scan(cursor, prefix, size)
+        before = walk.entries
         for item in items:
             if not walk.take(item):
                 return walk.result(True)
-        if len(items) < batch:
+        if len(items) < size:
             return walk.result(False)
-        cursor = walk.next_cursor(items[-1])
+        cursor, seeking = walk.next_cursor(items[-1])
+        useful = walk.entries - before
+        # NOTE: scans return whole lists, so every row of a batch costs; while seeking
+        # through huge common prefixes keep batches small, otherwise grow back to full.
+        sparse = useful <= 1 or useful * SPARSE < len(items)
+        size = min(SEEK_BATCH, full) if seeking and sparse else min(full, size * 2)
 
 
 def build_page(source: KeySource[T], *, prefix: str, delimiter: str | None, max_keys: int,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from bleepstore.model import Acl, Bucket, ObjectMeta, Owner, Page, Part, Upload
 from bleepstore.s3.xml import S3NS, XSI, scrub, url_encode_listing, xml_safe

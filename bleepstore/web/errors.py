@@ -28,7 +28,7 @@ _STATUS_ERRORS: dict[int, type[errors.S3Error]] = {
 def _resource(req: falcon.Request) -> str:
     address = getattr(req.context, "address", None)
     if address is not None and address.bucket is not None:
-        return "/" + address.bucket + ("/" + address.key if address.key is not None else "")
+        return str("/" + address.bucket + ("/" + address.key if address.key is not None else ""))
     return str(getattr(req.context, "raw_path", req.path))
 
 
@@ -59,7 +59,7 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTT
     err = cls()
     if cls is errors.MethodNotAllowed:
         err = errors.MethodNotAllowed(Method=req.method, ResourceType="OBJECT")
-        allow = (ex.headers or {}).get("Allow")
+        allow = dict(ex.headers or {}).get("Allow")
         if allow:
             err.with_header("Allow", allow)
     render_error(req, resp, err)

@@ -12,7 +12,7 @@ import base64
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -21,8 +21,14 @@ from bleepstore import errors
 from bleepstore.config import Config
 from bleepstore.model import Credential, Principal
 from bleepstore.s3.names import validate_key
-from bleepstore.s3.router import (Address, is_service_endpoint, parse_query, resolve_address,
-                                  route, split_target)
+from bleepstore.s3.router import (
+    Address,
+    is_service_endpoint,
+    parse_query,
+    resolve_address,
+    route,
+    split_target,
+)
 from bleepstore.s3.sigv4 import SigningRequest, authenticate
 from bleepstore.web.context import request_id_var
 from bleepstore.web.environ import header_getter, raw_target, under_gunicorn
@@ -55,7 +61,7 @@ class S3Front:
         ctx.address = None
         ctx.principal = Principal()
         env = req.env
-        ctx.get = header_getter(env)
+        ctx.header = header_getter(env)
         raw_path, raw_query = split_target(raw_target(env))
         ctx.raw_path, ctx.raw_query = raw_path, raw_query
         ctx.admin = self._admin_port(env)
@@ -65,24 +71,25 @@ class S3Front:
             req.path = raw_path if known else "/admin/_not_found"
             ctx.service = True
             return
-        ctx.service = (is_service_endpoint(raw_path) and ctx.get("authorization") is None
-                       and PRESIGN_PARAM not in raw_query and not self._virtual(ctx.get))
+        ctx.service = (is_service_endpoint(raw_path) and ctx.header("authorization") is None
+                       and PRESIGN_PARAM not in raw_query and not self._virtual(ctx.header))
         if ctx.service:
             req.path = raw_path
             return
         query = parse_query(raw_query)
         ctx.query = query
-        address = resolve_address(ctx.get("host"), raw_path, self.config.server.virtual_host_domains)
+        address = resolve_address(ctx.header("host"), raw_path,
+                                  self.config.server.virtual_host_domains)
         ctx.address = address
-        ctx.sreq = SigningRequest(req.method, raw_path, raw_query, ctx.get, query)
-        ctx.auth = authenticate(ctx.sreq, self.lookup, now=datetime.now(timezone.utc),
+        ctx.sreq = SigningRequest(req.method, raw_path, raw_query, ctx.header, query)
+        ctx.auth = authenticate(ctx.sreq, self.lookup, now=datetime.now(UTC),
                                 clock_skew_s=self.config.auth.clock_skew_s,
                                 server_region=self.config.server.region,
                                 enforce_region=self.config.auth.enforce_region)
         cred = ctx.auth.credential
         if cred is not None:
             ctx.principal = Principal(cred.owner_id, cred.display_name, cred.access_key_id)
-        ctx.op = route(req.method, address, query, ctx.get("x-amz-copy-source") is not None)
+        ctx.op = route(req.method, address, query, ctx.header("x-amz-copy-source") is not None)
         if address.key is not None:
             validate_key(address.key)
         req.path = self._shape(address)
@@ -118,7 +125,7 @@ class S3Front:
         resp.set_header("x-amz-id-2", ctx.host_id)
         if not under_gunicorn(req.env):
             resp.set_header("Server", "BleepStore")
-            resp.set_header("Date", falcon.dt_to_http(datetime.now(timezone.utc)))
+            resp.set_header("Date", falcon.dt_to_http(datetime.now(UTC)))
         token = getattr(ctx, "token", None)
         if token is not None:
             request_id_var.reset(token)

@@ -60,6 +60,11 @@ class RequestPayload:
         self._result: DigestResult | None = None
         self.declared_length = declared_length
 
+    @property
+    def deferred(self) -> bool:
+        """True while header auth still waits for the body hash (no x-amz-content-sha256)."""
+        return self._deferred is not None
+
     def _fill(self, size: int) -> None:
         while not self._pending and not self._eof:
             data = self._raw.read(max(size, 64 * 1024) if self._decoder else size)

@@ -51,18 +51,20 @@ OPERATIONS: dict[Op, Handler] = {
 
 PAYLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART, Op.DELETE_OBJECTS,
                          Op.COMPLETE_MULTIPART_UPLOAD})
+# Operations that read their body and call ``payload.finish()`` before committing anything.
+BODY_OPS = PAYLOAD_OPS | {Op.CREATE_BUCKET, Op.PUT_BUCKET_ACL, Op.PUT_OBJECT_ACL}
 
 
 def _s3_request(req: falcon.Request) -> S3Request:
     ctx = req.context
     address = ctx.address
-    payload = build_payload(req.env, ctx.get, ctx.auth, ctx.sreq,
+    payload = build_payload(req.env, ctx.header, ctx.auth, ctx.sreq,
                             needs_body=ctx.op in PAYLOAD_OPS)
     return S3Request(
         op=ctx.op, method=req.method, bucket=address.bucket or "", key=address.key or "",
-        query=ctx.query, header=ctx.get, header_items=header_items(req.env),
+        query=ctx.query, header=ctx.header, header_items=header_items(req.env),
         principal=ctx.principal, payload=payload, request_id=ctx.request_id,
-        host=ctx.get("host") or "", scheme=req.scheme, virtual_host=address.virtual_host,
+        host=ctx.header("host") or "", scheme=req.scheme, virtual_host=address.virtual_host,
         raw_path=ctx.raw_path)
 
 
@@ -92,6 +94,17 @@ class S3Resource:
 
     def _dispatch(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
         sreq = _s3_request(req)
-        write_response(req, resp, OPERATIONS[req.context.op](self.services, sreq))
+        payload = sreq.payload
+        # NOTE: header auth without x-amz-content-sha256 is verified only once the body is
+        # hashed (auth.md §3.1). An operation that ignores its body must not run before
+        # that: verify first. A body operation verifies at finish(), before its commit;
+        # whatever path it took, no success leaves here unverified.
+        deferred = getattr(payload, "deferred", False)
+        if deferred and req.context.op not in BODY_OPS:
+            payload.finish()
+        out = OPERATIONS[req.context.op](self.services, sreq)
+        if deferred:
+            payload.finish()  # a no-op when the operation already finished it
+        write_response(req, resp, out)
 
     on_get = on_head = on_put = on_post = on_delete = _dispatch

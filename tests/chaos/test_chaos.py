@@ -78,7 +78,7 @@ def _kill_loop(srv: Server, rng: random.Random) -> Counter[str]:
         if sum(kills.values()) >= MIN_KILLS and time.monotonic() - started > 20:
             break
         time.sleep(rng.uniform(0.4, 2.5))
-        if rng.random() < 0.35:
+        if sum(kills.values()) % 3 == 2:  # every third kill takes the whole group down
             _restart(srv)
             kills["group"] += 1
             continue

@@ -7,15 +7,16 @@ import hashlib
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
 import pytest
 from lxml import etree
-
 from support.clients import boto3_client
 from support.server import Server
 from support.signed import RawResponse, send
@@ -51,9 +52,25 @@ def add_user(server: Server, name: str) -> User:
     return User(access, secret, boto3_client(server.endpoint, access, secret))
 
 
+def remove_user(server: Server, user: User) -> None:
+    """Empty and drop the user's buckets, then the credential, so the per-test reset
+    (which visits every credential) does not grow with each test."""
+    c = user.client
+    for b in c.list_buckets()["Buckets"]:
+        keys = [{"Key": o["Key"]} for o in c.list_objects_v2(Bucket=b["Name"]).get(
+            "Contents", [])]
+        if keys:
+            c.delete_objects(Bucket=b["Name"], Delete={"Objects": keys})
+        c.delete_bucket(Bucket=b["Name"])
+    with sqlite3.connect(server.db_path) as conn:
+        conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (user.access_key,))
+
+
 @pytest.fixture
-def bob(server: Server, s3: Any) -> User:
-    return add_user(server, "bob")
+def bob(server: Server, s3: Any) -> Iterator[User]:
+    user = add_user(server, "bob")
+    yield user
+    remove_user(server, user)
 
 
 def code_of(exc: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:
@@ -255,6 +272,7 @@ def test_anonymous_access_follows_canned_acls(server: Server, s3: Any) -> None:
     assert raw_code(anon(server, "GET", "/anon-private?list-type=2")) == (403, "AccessDenied")
     assert raw_code(anon(server, "GET", "/anon-private/missing")) == (403, "AccessDenied")
     assert raw_code(anon(server, "HEAD", "/anon-private")) == (403, None)
+    assert anon(server, "HEAD", "/anon-read").status == 200
     listed = anon(server, "GET", "/anon-read?list-type=2")
     assert listed.status == 200
     assert [k.text for k in etree.fromstring(listed.body).iter(NS + "Key")] == [
@@ -326,3 +344,22 @@ def test_authenticated_read_lets_any_signed_user_read(server: Server, s3: Any, b
     s3.put_bucket_acl(Bucket=bucket, ACL="authenticated-read")
     assert bob.client.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
     assert raw_code(anon(server, "GET", f"/{bucket}")) == (403, "AccessDenied")
+
+
+def test_copy_needs_read_on_source_and_write_on_destination(s3: Any, bucket: str,
+                                                           bob: User) -> None:
+    b = bob.client
+    b.create_bucket(Bucket="bob-dest")
+    s3.put_object(Bucket=bucket, Key="private", Body=b"alice only")
+    src = {"Bucket": bucket, "Key": "private"}
+    assert fails(b.copy_object, Bucket="bob-dest", Key="k", CopySource=src) == (
+        403, "AccessDenied")
+    assert fails(b.copy_object, Bucket="bob-dest", Key="k",
+                 CopySource={"Bucket": bucket, "Key": "missing"}) == (403, "AccessDenied")
+    assert fails(b.copy_object, Bucket=bucket, Key="k", CopySource={
+        "Bucket": "bob-dest", "Key": "x"})[0] == 403  # no WRITE on alice's bucket
+    s3.put_object_acl(Bucket=bucket, Key="private", GrantRead=f'id="{bob.id}"')
+    b.copy_object(Bucket="bob-dest", Key="k", CopySource=src)
+    assert b.get_object(Bucket="bob-dest", Key="k")["Body"].read() == b"alice only"
+    assert b.get_object_acl(Bucket="bob-dest", Key="k")["Owner"]["ID"] == bob.id
+    assert fails(s3.get_object, Bucket="bob-dest", Key="k") == (403, "AccessDenied")

@@ -11,7 +11,6 @@ from typing import Any
 import botocore.exceptions
 import pytest
 from lxml import etree
-
 from support.clients import boto3_client
 from support.server import Server
 from support.signed import send
@@ -43,9 +42,9 @@ def test_if_none_match_star(s3: Any, bucket: str) -> None:
 
 
 def test_if_match(s3: Any, bucket: str) -> None:
-    status, code, _ = failure(s3.put_object, Bucket=bucket, Key="m", Body=b"x",
-                              IfMatch=md5_etag(b"x"))
-    assert (status, code) == (404, "NoSuchKey")
+    status, code, err = failure(s3.put_object, Bucket=bucket, Key="m", Body=b"x",
+                                IfMatch=md5_etag(b"x"))
+    assert (status, code, err.get("Key")) == (404, "NoSuchKey", "m")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     v1 = s3.put_object(Bucket=bucket, Key="m", Body=b"v1")["ETag"]
     status, code, err = failure(s3.put_object, Bucket=bucket, Key="m", Body=b"v2",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +14,6 @@ from urllib.parse import quote
 import botocore.exceptions
 import pytest
 from lxml import etree
-
 from support.server import Server
 from support.signed import send
 
@@ -134,7 +133,7 @@ def test_self_copy_needs_replace(s3: Any, bucket: str) -> None:
 
 
 def _http_date(dt: datetime) -> str:
-    return format_datetime(dt.astimezone(timezone.utc), usegmt=True)
+    return format_datetime(dt.astimezone(UTC), usegmt=True)
 
 
 def test_copy_source_conditionals_fail_with_412_never_304(s3: Any, bucket: str) -> None:

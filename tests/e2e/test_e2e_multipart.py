@@ -12,7 +12,6 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-
 from support.raw import send
 
 MiB = 1024 * 1024

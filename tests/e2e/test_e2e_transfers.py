@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.clients import AwsCli, S3Cmd
 from support.server import ACCESS_KEY, SECRET_KEY
 

@@ -6,6 +6,7 @@ code point, which equals UTF-8 byte order for keys without lone surrogates.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,3 +50,36 @@ def model_page(keys: Iterable[str], *, prefix: str = "", delimiter: str | None =
     truncated = len(entries) > max_keys
     return ModelPage(tuple(v for v, cp in page if not cp), tuple(v for v, cp in page if cp),
                      truncated, page[-1][0] if truncated and page else None)
+
+
+# ------------------------------------------------------------ random scenarios
+
+TOKENS = ["a", "b", "/", "%", "_", "+", " ", "A", "é", "日", "😀", "-", ".", "~", "a/",
+          "ab/", "%2F", "\uff5e", "=", "&"]
+
+
+@dataclass
+class Scenario:
+    api: str  # v2-boto, v1-boto, v2-raw, v1-raw
+    prefix: str
+    delimiter: str | None
+    max_keys: int
+    start: str | None
+    encode: bool
+
+
+def random_keys(rng: random.Random, n: int) -> list[str]:
+    keys: set[str] = set()
+    while len(keys) < n:
+        keys.add("".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 5))))
+    return sorted(keys)
+
+
+def random_scenario(rng: random.Random, keys: list[str]) -> Scenario:
+    prefix = rng.choice(["", "", rng.choice(keys)[:rng.randint(1, 3)], rng.choice(TOKENS)])
+    start = rng.choice([None, None, rng.choice(keys)[:rng.randint(1, 4)], rng.choice(keys)])
+    return Scenario(api=rng.choice(["v2-boto", "v1-boto", "v2-raw", "v1-raw"]),
+                    prefix=prefix, delimiter=rng.choice([None, None, "/", "/", "a", "%", "_/",
+                                                         "é", "😀", "+"]),
+                    max_keys=rng.choice([1, 2, 3, 5, 8, 13, 40, 1000]), start=start,
+                    encode=rng.random() < 0.5)

@@ -1,0 +1,45 @@
+"""Reads that race an overwrite or delete of the same key (storage.md §6).
+
+A read loads the object row, then opens its blob. With no GC grace (local disk), a
+concurrent overwrite or delete can commit and unlink that blob in between, so the open
+finds nothing although no data is lost: the reader merely holds a superseded row. Such a
+read is retried against the current row (it then serves the newer version, or NoSuchKey)
+instead of answering 500. A blob missing while its row still points at it is corruption
+and stays an InternalError.
+
+Invariants: only ``BlobSuperseded`` triggers a retry, and it is raised only after the
+store confirmed that the row changed; retries are bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from bleepstore import errors
+from bleepstore.core.services import Services
+from bleepstore.model import ObjectMeta
+
+T = TypeVar("T")
+STALE_RETRIES = 5
+
+
+class BlobSuperseded(Exception):
+    """The blob of a row we read was replaced/deleted before we could open it."""
+
+
+def raise_if_superseded(svc: Services, obj: ObjectMeta) -> None:
+    """Call on BlobMissing: raise BlobSuperseded when the row no longer points there."""
+    current = svc.store.get_object(obj.bucket, obj.key)
+    if current is None or current.data_ref != obj.data_ref:
+        raise BlobSuperseded(obj.data_ref)
+
+
+def retry_superseded(operation: Callable[[], T]) -> T:
+    """Run ``operation``; rerun it (from the metadata read) while its row was superseded."""
+    for _ in range(STALE_RETRIES):
+        try:
+            return operation()
+        except BlobSuperseded:
+            continue
+    raise errors.ServiceUnavailable()  # the key changes faster than we can read it
