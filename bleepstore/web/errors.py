@@ -1,7 +1,9 @@
 """The one place where errors become responses (s3-api.md §5).
 
 Invariants: a client never sees a Falcon error page or a traceback; HEAD, 204 and 304
-responses carry no body; any unexpected exception is logged and becomes InternalError.
+responses carry no body; any unexpected exception is logged and becomes InternalError;
+an error answered before a small body was read first reads the rest of it (bounded), so
+the client gets the error rather than a connection reset.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import falcon
 
 from bleepstore import errors
 from bleepstore.s3 import xml_render as render
+from bleepstore.web.environ import under_gunicorn
 
 log = logging.getLogger("bleepstore.s3")
+
+DRAIN_LIMIT = 1024 * 1024  # unread body an error response still reads before answering
 
 _STATUS_ERRORS: dict[int, type[errors.S3Error]] = {
     400: errors.InvalidRequest,
@@ -32,7 +37,37 @@ def _resource(req: falcon.Request) -> str:
     return str(getattr(req.context, "raw_path", req.path))
 
 
+def _settle_body(req: falcon.Request, resp: falcon.Response) -> None:
+    """Read what is left of a small unread body; close the connection after a large one.
+
+    NOTE: gunicorn drains at most 64 KiB of an unread body, then closes the socket with
+    the rest unread, and the kernel answers with a reset that can destroy the error
+    response before the client reads it (nginx in front then reports 502). A body that
+    was declared larger than DRAIN_LIMIT is never waited for (EntityTooLarge answers
+    from the headers alone): the connection is marked to close instead.
+    """
+    env = req.env
+    stream = env.get("wsgi.input")
+    length = str(env.get("CONTENT_LENGTH") or "")
+    chunked = "chunked" in str(env.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if stream is None or not (length or chunked):
+        return
+    if not (length.isdigit() and int(length) > DRAIN_LIMIT):
+        left = DRAIN_LIMIT
+        try:
+            while left > 0:
+                data = stream.read(min(64 * 1024, left))
+                if not data:
+                    return
+                left -= len(data)
+        except Exception:  # the client went away or broke the framing: just close
+            pass
+    if under_gunicorn(env):  # gunicorn honours it; PEP 3333 forbids it elsewhere
+        resp.set_header("Connection", "close")
+
+
 def render_error(req: falcon.Request, resp: falcon.Response, err: errors.S3Error) -> None:
+    _settle_body(req, resp)
     resp.status = falcon.code_to_http_status(err.status)
     for name, value in err.headers.items():
         resp.set_header(name, value)
