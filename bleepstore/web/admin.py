@@ -17,6 +17,7 @@ import falcon
 
 from bleepstore import __version__
 from bleepstore.config import redacted
+from bleepstore.core.reconcile import reconcile
 from bleepstore.core.services import Services
 from bleepstore.credentials import new_access_key, new_secret
 from bleepstore.metadata.commands import DeleteCredential, PutCredential
@@ -161,6 +162,36 @@ class AdminStorageStats:
                                       "total_multipart_uploads": s["upload_count"]})
 
 
+class AdminStorageStatus:
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        try:
+            self.svc.storage.check()
+            state = "healthy"
+        except OSError:
+            state = "unavailable"
+        _send(resp, falcon.HTTP_200, {"backend": "filesystem", "state": state,
+                                      "data_directory": self.svc.config.storage.local.root_dir,
+                                      "read_only": False})
+
+
+class AdminReconcile:
+    """POST /admin/storage/reconcile: the orphan scan (storage.md §5.5)."""
+
+    def __init__(self, svc: Services, auth: AdminAuth) -> None:
+        self.svc, self.auth = svc, auth
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        counts = reconcile(self.svc)
+        _send(resp, falcon.HTTP_200, {"scanned": counts["orphans_scanned"],
+                                      "deleted": counts["orphans_removed"],
+                                      "errors": counts["orphans_failed"]})
+
+
 class AdminConfig:
     def __init__(self, svc: Services, auth: AdminAuth) -> None:
         self.svc, self.auth = svc, auth
@@ -191,5 +222,7 @@ def add_admin_routes(app: falcon.App, svc: Services) -> None:
     app.add_route("/admin/credentials/{key}/status", item, suffix="status")
     app.add_route("/admin/status", AdminStatus(svc, auth))
     app.add_route("/admin/storage/stats", AdminStorageStats(svc, auth))
+    app.add_route("/admin/storage/status", AdminStorageStatus(svc, auth))
+    app.add_route("/admin/storage/reconcile", AdminReconcile(svc, auth))
     app.add_route("/admin/config", AdminConfig(svc, auth))
     app.add_route("/admin/_not_found", AdminNotFound())

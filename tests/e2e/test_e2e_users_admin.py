@@ -126,6 +126,11 @@ def test_admin_port_and_s3_port_are_separate(admin_server: Server) -> None:
     status, stats = admin(admin_server, "GET", "/admin/storage/stats")
     assert status == 200 and set(stats) == {"total_objects", "total_size_bytes",
                                             "total_buckets", "total_multipart_uploads"}
+    status, result = admin(admin_server, "POST", "/admin/storage/reconcile")
+    assert status == 200 and set(result) == {"scanned", "deleted", "errors"}
+    assert result["deleted"] == 0  # nothing older than the minimum age is unreferenced
+    status, storage = admin(admin_server, "GET", "/admin/storage/status")
+    assert storage["state"] == "healthy" and storage["backend"] == "filesystem"
     status, cfg = admin(admin_server, "GET", "/admin/config")
     assert cfg["server"]["admin_token"] == "**REDACTED**"
     assert cfg["auth"]["secret_key"] == "**REDACTED**"
