@@ -24,6 +24,7 @@ from typing import Any
 from bleepstore import errors
 from bleepstore.metadata import schema
 from bleepstore.metadata.apply import HANDLERS
+from bleepstore.metadata.group_commit import GroupCommitter
 from bleepstore.metadata.commands import Command
 from bleepstore.metadata.rows import (BUCKET_COLS, OBJECT_COLS, PART_COLS, UPLOAD_COLS,
                                       bucket_from_row, cols, credential_from_row,
@@ -49,6 +50,7 @@ class SqliteStore:
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        self._committer = GroupCommitter(self.conn, self._begin, lambda cmd: HANDLERS[type(cmd)])
 
     # --- connections --------------------------------------------------------------
 
@@ -94,25 +96,18 @@ class SqliteStore:
     # --- writes -------------------------------------------------------------------
 
     def apply(self, cmd: Command) -> Any:
-        handler = HANDLERS[type(cmd)]
-        conn = self.conn()
+        """Commit one command (grouped with concurrent ones: ``group_commit``)."""
+        return self._committer.submit(cmd)
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
         for attempt in range(BUSY_RETRIES + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == BUSY_RETRIES:
                     raise errors.ServiceUnavailable() from exc
                 time.sleep(random.uniform(0.01, 0.05))
-                continue
-            try:
-                result = handler(conn, cmd)
-                conn.execute("COMMIT")
-                return result
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        raise errors.ServiceUnavailable()  # pragma: no cover
 
     # --- reads --------------------------------------------------------------------
 
