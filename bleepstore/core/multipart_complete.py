@@ -55,7 +55,10 @@ def _check_listed(svc: Services, upload: Upload, listed: Sequence[_Listed]) -> l
         if item.number <= previous:
             raise errors.InvalidPartOrder(UploadId=upload.upload_id)
         previous = item.number
-    stored = {p.part_number: p for p in svc.store.list_parts(upload.upload_id)}
+    with svc.store.snapshot():  # the parts of a live upload, never of a settled one
+        if not svc.store.upload_exists(upload.upload_id):
+            raise errors.NoSuchUpload(UploadId=upload.upload_id)
+        stored = {p.part_number: p for p in svc.store.list_parts(upload.upload_id)}
     parts: list[Part] = []
     for item in listed:
         part = stored.get(item.number)
@@ -169,9 +172,9 @@ def complete_multipart_upload(svc: Services, req: S3Request) -> S3Response:
     if not body.strip():
         raise errors.MissingRequestBodyError()
     listed = [_Listed(n, e, c) for n, e, c in xml.parse_complete_multipart(body)]
-    parts = _validate_parts(svc, upload, listed)
-    if_none_match = _check_if_none_match(svc, req)
     try:
+        parts = _validate_parts(svc, upload, listed)
+        if_none_match = _check_if_none_match(svc, req)
         parts, staged = _assemble(svc, upload, listed, parts)
         cmd = _command(svc, upload, parts, staged, if_none_match)
         released = commit_object(svc, cmd)

@@ -15,7 +15,6 @@ import falcon
 
 from bleepstore import errors
 from bleepstore.s3 import xml_render as render
-from bleepstore.web.environ import under_gunicorn
 
 log = logging.getLogger("bleepstore.s3")
 
@@ -37,14 +36,13 @@ def _resource(req: falcon.Request) -> str:
     return str(getattr(req.context, "raw_path", req.path))
 
 
-def _settle_body(req: falcon.Request, resp: falcon.Response) -> None:
-    """Read what is left of a small unread body; close the connection after a large one.
+def _settle_body(req: falcon.Request) -> None:
+    """Read what is left of a small request body that an early error leaves unread.
 
     NOTE: gunicorn drains at most 64 KiB of an unread body, then closes the socket with
-    the rest unread, and the kernel answers with a reset that can destroy the error
-    response before the client reads it (nginx in front then reports 502). A body that
-    was declared larger than DRAIN_LIMIT is never waited for (EntityTooLarge answers
-    from the headers alone): the connection is marked to close instead.
+    the rest unread; the kernel answers with a reset that can destroy the error response
+    before the client reads it (nginx in front then reports 502). A body declared larger
+    than DRAIN_LIMIT is never waited for: EntityTooLarge answers from the headers alone.
     """
     env = req.env
     stream = env.get("wsgi.input")
@@ -52,22 +50,21 @@ def _settle_body(req: falcon.Request, resp: falcon.Response) -> None:
     chunked = "chunked" in str(env.get("HTTP_TRANSFER_ENCODING", "")).lower()
     if stream is None or not (length or chunked):
         return
-    if not (length.isdigit() and int(length) > DRAIN_LIMIT):
-        left = DRAIN_LIMIT
-        try:
-            while left > 0:
-                data = stream.read(min(64 * 1024, left))
-                if not data:
-                    return
-                left -= len(data)
-        except Exception:  # the client went away or broke the framing: just close
-            pass
-    if under_gunicorn(env):  # gunicorn honours it; PEP 3333 forbids it elsewhere
-        resp.set_header("Connection", "close")
+    if length.isdigit() and int(length) > DRAIN_LIMIT:
+        return
+    left = DRAIN_LIMIT
+    try:
+        while left > 0:
+            data = stream.read(min(64 * 1024, left))
+            if not data:
+                return
+            left -= len(data)
+    except Exception:  # noqa: S110  the client went away or broke the framing
+        return
 
 
 def render_error(req: falcon.Request, resp: falcon.Response, err: errors.S3Error) -> None:
-    _settle_body(req, resp)
+    _settle_body(req)
     resp.status = falcon.code_to_http_status(err.status)
     for name, value in err.headers.items():
         resp.set_header(name, value)

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import http.client
 import re
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,24 @@ def test_plain_transfer_encoding_chunked_is_accepted(server: Server, s3: Any,
         conn.close()
     assert resp.status == 200
     assert s3.get_object(Bucket=bucket, Key="te")["Body"].read() == b"hello chunked world"
+
+
+def test_early_error_with_unread_body_reaches_the_client(server: Server, s3: Any) -> None:
+    """An error answered before a 600 KB body is read must reach a client that keeps
+    sending the whole body first (no Expect): not a reset, and not a 502 from nginx."""
+    target = "/no-such-bucket-early/k"
+    hdrs = _head(server, target, 600_000)
+    conn = http.client.HTTPConnection(urlsplit(server.endpoint).netloc, timeout=20)
+    try:
+        conn.putrequest("PUT", target, skip_host=True, skip_accept_encoding=True)
+        for name, value in hdrs.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for _ in range(10):  # the server answers while the body is still arriving
+            conn.send(b"z" * 60_000)
+            time.sleep(0.02)
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert (resp.status, b"<Code>NoSuchBucket</Code>" in body) == (404, True), body[:300]

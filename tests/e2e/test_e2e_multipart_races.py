@@ -40,8 +40,8 @@ def test_concurrent_completes_of_one_upload_all_succeed(server: Any, s3: Any,
         uid, parts = _upload(s3, bucket, key)
         kw = {"Bucket": bucket, "Key": key, "UploadId": uid, "MultipartUpload": {"Parts": parts}}
         with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(lambda _: _outcome(s3.complete_multipart_upload, **kw),
-                                    range(4)))
+            calls = [pool.submit(_outcome, s3.complete_multipart_upload, **kw) for _ in range(4)]
+            results = [c.result() for c in calls]
         assert results == [etag] * 4
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(PIECES)
         assert not (Path(server.data) / "objects" / "multipart" / uid).exists()
