@@ -34,7 +34,8 @@ class ObservableRequest(falcon.Request):
         env["bleepstore.context"] = self.context
 
 
-def _add_service_routes(app: falcon.App, svc: Services, metrics: Metrics | None) -> None:
+def _add_service_routes(app: falcon.App[Any, Any], svc: Services,
+                        metrics: Metrics | None) -> None:
     obs = svc.config.observability
     health = Health(svc)
     app.add_route("/health", health)
@@ -56,8 +57,8 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     svc = services or build_services(cfg)
     lookup = CredentialCache(svc.store.get_credential, cfg.auth.credential_cache_ttl_s)
     # NOTE: media_type=None: S3 sends Content-Type only when there is a body.
-    app = falcon.App(middleware=[S3Front(cfg, lookup)], request_type=ObservableRequest,
-                     media_type=None, cors_enable=False)
+    app = falcon.App(middleware=[S3Front(cfg, lookup)],  # type: ignore[call-overload]
+                     request_type=ObservableRequest, media_type=None, cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = False

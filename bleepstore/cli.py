@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -17,6 +17,7 @@ import yaml
 from bleepstore import __version__
 from bleepstore.config import ConfigError, load, redacted
 from bleepstore.credentials import new_access_key, new_secret
+
 
 def _serve(args: argparse.Namespace) -> int:
     for flag, var in (("config", "BLEEPSTORE_CONFIG"), ("host", "BLEEPSTORE_HOST"),
@@ -78,7 +79,7 @@ def _user(args: argparse.Namespace) -> int:
         return 0
     access_key = args.access_key or new_access_key()
     secret = args.secret_key or new_secret()
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     store.apply(PutCredential(Credential(access_key, secret, owner_id_for(access_key),
                                          args.display_name or access_key, True, now)))
     print(f"access_key_id: {access_key}\nsecret_access_key: {secret}\n"

@@ -351,7 +351,8 @@ def _validate(cfg: Config) -> None:
     if cfg.metadata.engine == "raft":
         raise ConfigError("metadata.engine: 'raft' (cluster mode) is not available in this build")
     if cfg.storage.backend != "local":
-        raise ConfigError(f"storage.backend: {cfg.storage.backend!r} is not available in this build")
+        raise ConfigError(
+            f"storage.backend: {cfg.storage.backend!r} is not available in this build")
     if cfg.queue.enabled:
         raise ConfigError("queue.enabled: event queues are not available in this build")
 

@@ -25,7 +25,7 @@ class S3Error(Exception):
         self.headers: dict[str, str] = {}
         super().__init__(f"{self.code}: {self.msg}")
 
-    def with_header(self, name: str, value: str) -> "S3Error":
+    def with_header(self, name: str, value: str) -> S3Error:
         self.headers[name] = value
         return self
 

@@ -77,6 +77,6 @@ def child_exit(server: Any, worker: Any) -> None:
     try:
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
     except Exception:  # metrics bookkeeping must never break the arbiter
         pass

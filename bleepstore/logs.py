@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bleepstore.config import Config
@@ -29,7 +29,7 @@ class RequestIdFilter(logging.Filter):
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "ts": datetime.fromtimestamp(record.created, timezone.utc).strftime(
+        "ts": datetime.fromtimestamp(record.created, UTC).strftime(
             "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
         "pid": record.process, "thread": record.thread,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bleepstore.config import Config
@@ -40,7 +40,7 @@ def bootstrap_credential(cfg: Config) -> Credential:
     return Credential(access_key_id=cfg.auth.access_key, secret_key=cfg.auth.secret_key,
                       owner_id=owner_id_for(cfg.auth.access_key),
                       display_name=cfg.display_name,
-                      created_at=iso_from_datetime(datetime.now(timezone.utc)))
+                      created_at=iso_from_datetime(datetime.now(UTC)))
 
 
 def run_recovery(cfg: Config) -> dict[str, int]:

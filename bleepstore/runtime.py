@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bleepstore.config import Config
 from bleepstore.core import gc
@@ -31,7 +31,7 @@ def build_services(cfg: Config) -> Services:
 
 
 def _ago(seconds: int) -> str:
-    return iso_from_datetime(datetime.now(timezone.utc) - timedelta(seconds=seconds))
+    return iso_from_datetime(datetime.now(UTC) - timedelta(seconds=seconds))
 
 
 def reap_and_sweep(svc: Services) -> dict[str, int]:
@@ -44,7 +44,7 @@ def reap_and_sweep(svc: Services) -> dict[str, int]:
 
 
 def take_lease(svc: Services, holder: str, seconds: int) -> bool:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = iso_from_datetime(now + timedelta(seconds=seconds))
     conn = svc.store.conn()
     conn.execute("BEGIN IMMEDIATE")

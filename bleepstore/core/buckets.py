@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from bleepstore import errors
 from bleepstore.core.access import bucket_acl, bucket_for, bucket_owner
-from bleepstore.core.inputs import (acl_for_new_resource, acl_from_request, read_xml_body,
-                                    reject_unsupported_headers)
+from bleepstore.core.inputs import (
+    acl_for_new_resource,
+    acl_from_request,
+    read_xml_body,
+    reject_unsupported_headers,
+)
 from bleepstore.core.request import S3Request, S3Response, empty, xml_response
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import CreateBucket, DeleteBucket, PutBucketAcl
 from bleepstore.model import Acl, Bucket, Owner
-from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3 import xml
+from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
 from bleepstore.s3.headers import now_iso
 from bleepstore.s3.listing import decode_token, encode_token

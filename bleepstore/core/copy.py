@@ -13,8 +13,12 @@ from urllib.parse import unquote_to_bytes
 from bleepstore import errors
 from bleepstore.core import gc
 from bleepstore.core.access import bucket_for, readable_object, writer_owner
-from bleepstore.core.inputs import (MAX_SINGLE_PAYLOAD, acl_for_new_resource,
-                                    content_headers, reject_unsupported_headers)
+from bleepstore.core.inputs import (
+    MAX_SINGLE_PAYLOAD,
+    acl_for_new_resource,
+    content_headers,
+    reject_unsupported_headers,
+)
 from bleepstore.core.objects import commit_object
 from bleepstore.core.request import S3Request, S3Response, xml_response
 from bleepstore.core.services import Services

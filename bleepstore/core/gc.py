@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import GcSwept
@@ -20,7 +20,7 @@ log = logging.getLogger("bleepstore.storage")
 
 def _retry_at(attempts: int) -> str:
     delay = min(2 ** (attempts + 1) * 60, 3600)
-    return iso_from_datetime(datetime.now(timezone.utc) + timedelta(seconds=delay))
+    return iso_from_datetime(datetime.now(UTC) + timedelta(seconds=delay))
 
 
 def delete_refs(svc: Services, refs: Iterable[tuple[str, int]]) -> tuple[int, int]:

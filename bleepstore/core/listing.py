@@ -18,11 +18,11 @@ from bleepstore.core.request import S3Request, S3Response, xml_response
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import DeleteObjects
 from bleepstore.model import ObjectMeta, Owner, Page
-from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3 import xml
+from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_from_json
 from bleepstore.s3.checksums import integrity_from_headers
-from bleepstore.s3.listing import (build_page, decode_token, encode_token, parse_max_keys,
-                                   to_page)
+from bleepstore.s3.listing import build_page, decode_token, encode_token, parse_max_keys, to_page
 from bleepstore.s3.names import validate_key
 from bleepstore.s3.xml import xml_safe
 

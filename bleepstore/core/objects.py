@@ -13,20 +13,34 @@ from typing import Any
 
 from bleepstore import errors
 from bleepstore.core import gc
-from bleepstore.core.access import (bucket_for, bucket_owner, load_bucket, object_acl,
-                                    readable_object, writer_owner)
-from bleepstore.core.inputs import (acl_for_new_resource, acl_from_request,
-                                    content_headers, receive, reject_unsupported_headers)
+from bleepstore.core.access import (
+    bucket_for,
+    bucket_owner,
+    load_bucket,
+    object_acl,
+    readable_object,
+    writer_owner,
+)
+from bleepstore.core.inputs import (
+    acl_for_new_resource,
+    acl_from_request,
+    content_headers,
+    receive,
+    reject_unsupported_headers,
+)
 from bleepstore.core.request import S3Request, S3Response, empty, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.metadata.commands import CompleteUpload, DeleteObjects, PutObject, PutObjectAcl
 from bleepstore.model import ObjectMeta, Owner
-from bleepstore.s3 import xml, xml_render as render
+from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
 from bleepstore.s3.checksums import header_name
-from bleepstore.s3.conditions import (check_write_preconditions, evaluate_read_conditions,
-                                      validate_write_condition_headers)
+from bleepstore.s3.conditions import (
+    check_write_preconditions,
+    evaluate_read_conditions,
+    validate_write_condition_headers,
+)
 from bleepstore.s3.headers import http_date, now_iso
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
 from bleepstore.s3.ranges import parse_range

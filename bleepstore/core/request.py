@@ -53,7 +53,7 @@ class S3Response:
     content_length: int | None = None
     content_type: str | None = None
 
-    def header(self, name: str, value: str | None) -> "S3Response":
+    def header(self, name: str, value: str | None) -> S3Response:
         if value is not None:
             self.headers.append((name, value))
         return self

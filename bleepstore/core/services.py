@@ -6,7 +6,7 @@ Invariants: built once per worker by ``app.create_app``; holds no per-request st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from bleepstore.config import Config
 from bleepstore.metadata.sqlite import SqliteStore
@@ -22,7 +22,7 @@ class Services:
 
     def gc_not_before(self) -> str:
         delay = self.config.storage.effective_gc_grace_s
-        return iso_from_datetime(datetime.now(timezone.utc) + timedelta(seconds=delay))
+        return iso_from_datetime(datetime.now(UTC) + timedelta(seconds=delay))
 
     def display_name(self, owner_id: str) -> str | None:
         return self.store.display_name_for(owner_id)

@@ -14,10 +14,20 @@ from typing import Any
 
 from bleepstore import errors
 from bleepstore.metadata import commands as c
-from bleepstore.metadata.rows import (BUCKET_COLS, CREDENTIAL_COLS, OBJECT_COLS,
-                                      PART_COLS, UPLOAD_COLS, bucket_values, cols,
-                                      credential_values, object_values, part_values,
-                                      placeholders, upload_values)
+from bleepstore.metadata.rows import (
+    BUCKET_COLS,
+    CREDENTIAL_COLS,
+    OBJECT_COLS,
+    PART_COLS,
+    UPLOAD_COLS,
+    bucket_values,
+    cols,
+    credential_values,
+    object_values,
+    part_values,
+    placeholders,
+    upload_values,
+)
 from bleepstore.s3.conditions import check_write_preconditions
 
 

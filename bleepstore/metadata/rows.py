@@ -6,8 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from bleepstore.model import (Bucket, ContentHeaders, Credential, ObjectMeta, Part,
-                              Upload)
+from bleepstore.model import Bucket, ContentHeaders, Credential, ObjectMeta, Part, Upload
 
 CONTENT_COLS = ("content_type", "content_encoding", "content_language",
                 "content_disposition", "cache_control", "expires")

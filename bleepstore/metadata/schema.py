@@ -9,7 +9,7 @@ each version is applied in its own ``BEGIN IMMEDIATE`` transaction with its
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 V1 = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -142,7 +142,7 @@ class SchemaTooNew(RuntimeError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def current_version(conn: sqlite3.Connection) -> int:

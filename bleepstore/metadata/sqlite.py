@@ -24,13 +24,21 @@ from typing import Any
 from bleepstore import errors
 from bleepstore.metadata import schema
 from bleepstore.metadata.apply import HANDLERS
-from bleepstore.metadata.group_commit import GroupCommitter
 from bleepstore.metadata.commands import Command
-from bleepstore.metadata.rows import (BUCKET_COLS, OBJECT_COLS, PART_COLS, UPLOAD_COLS,
-                                      bucket_from_row, cols, credential_from_row,
-                                      object_from_row, part_from_row, upload_from_row)
-from bleepstore.model import (Bucket, CompletedUpload, Credential, ObjectMeta, Part,
-                              Upload)
+from bleepstore.metadata.group_commit import GroupCommitter
+from bleepstore.metadata.rows import (
+    BUCKET_COLS,
+    OBJECT_COLS,
+    PART_COLS,
+    UPLOAD_COLS,
+    bucket_from_row,
+    cols,
+    credential_from_row,
+    object_from_row,
+    part_from_row,
+    upload_from_row,
+)
+from bleepstore.model import Bucket, CompletedUpload, Credential, ObjectMeta, Part, Upload
 from bleepstore.s3.listing import prefix_upper_bound
 
 BUSY_RETRIES = 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -143,7 +143,7 @@ class AdminStatus:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.auth.check(req)
-        started = datetime.fromtimestamp(STARTED, timezone.utc).isoformat()
+        started = datetime.fromtimestamp(STARTED, UTC).isoformat()
         _send(resp, falcon.HTTP_200, {"version": __version__, "mode": "embedded",
                                       "uptime_seconds": int(time.time() - STARTED),
                                       "healthy": True, "started_at": started})
@@ -213,7 +213,7 @@ class AdminNotFound:
     on_get = on_post = on_put = on_delete = on_head = _any
 
 
-def add_admin_routes(app: falcon.App, svc: Services) -> None:
+def add_admin_routes(app: falcon.App[Any, Any], svc: Services) -> None:
     auth = AdminAuth(svc.config.server.admin_token)
     app.add_error_handler(AdminError, handle_admin_error)
     app.add_route("/admin/credentials", CredentialsCollection(svc, auth))

@@ -23,7 +23,7 @@ DOCS_HTML = """<!DOCTYPE html>
 
 def _assets_dir() -> Path | None:
     try:
-        import swagger_ui_bundle  # type: ignore[import-untyped]
+        import swagger_ui_bundle
     except ImportError:
         return None
     return Path(swagger_ui_bundle.swagger_ui_path)

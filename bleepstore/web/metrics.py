@@ -71,7 +71,7 @@ class Metrics:
                                  registry=reg)
         self._stats_collector = StatsCollector(stats)
         if reg is not None:
-            reg.register(self._stats_collector)  # type: ignore[arg-type]
+            reg.register(self._stats_collector)
 
     def observe(self, *, method: str, path: str, status: int, duration: float,
                 bytes_in: int, bytes_out: int, operation: str | None,
@@ -96,8 +96,8 @@ class Metrics:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            registry.register(self._stats_collector)  # type: ignore[arg-type]
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(self._stats_collector)
         else:
             registry = self.registry
         encoder, content_type = choose_encoder(accept or "")

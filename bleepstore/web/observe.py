@@ -70,7 +70,7 @@ class ClosingIterator:
 def file_wrapper_class(base: type) -> type:
     """A subclass of the server's file wrapper whose close() reports the response end."""
 
-    class ObservedFileWrapper(base):  # type: ignore[misc, valid-type]
+    class ObservedFileWrapper(base):  # type: ignore[misc]
         finish: Finish | None = None
         length = 0
 
@@ -91,7 +91,9 @@ def path_template(environ: dict[str, Any], ctx: Any) -> str:
         return "/admin/..."
     if getattr(ctx, "service", False):
         raw = getattr(ctx, "raw_path", "")
-        return "/docs" if raw.startswith("/docs") else (raw if raw in SERVICE_TEMPLATES else "other")
+        if raw.startswith("/docs"):
+            return "/docs"
+        return raw if raw in SERVICE_TEMPLATES else "other"
     address = getattr(ctx, "address", None)
     if address is None or address.bucket is None:
         return "/" if address is not None else "other"

@@ -12,8 +12,12 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from bleepstore import errors
-from bleepstore.s3.checksums import (DigestResult, IntegritySpec, PayloadDigester,
-                                     integrity_from_headers)
+from bleepstore.s3.checksums import (
+    DigestResult,
+    IntegritySpec,
+    PayloadDigester,
+    integrity_from_headers,
+)
 from bleepstore.s3.chunked import AwsChunkedDecoder
 from bleepstore.s3.sigv4 import AuthResult, ChunkSignatureChain, SigningRequest, verify_deferred
 
@@ -127,7 +131,8 @@ def build_payload(environ: dict[str, Any], get: Any, auth: AuthResult, sreq: Sig
                  if declared in SIGNED_STREAMING else None)
         decoder = AwsChunkedDecoder(decoded_length=decoded, chain=chain,
                                     expect_trailers=spec.trailer_names,
-                                    trailer_signed=declared.endswith("-TRAILER") and chain is not None)
+                                    trailer_signed=(declared.endswith("-TRAILER")
+                                                    and chain is not None))
         declared_length = decoded
     else:
         declared_length = None if chunked_te else (length or 0)
