@@ -13,6 +13,8 @@ CONTENT_COLS = ("content_type", "content_encoding", "content_language",
 OBJECT_COLS = ("bucket", "key", "size", "etag", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "last_modified", "data_ref", "parts_count",
                "checksum_algorithm", "checksum_value")
+LISTING_COLS = ("bucket", "key", "size", "etag", "storage_class", "acl", "last_modified",
+                "data_ref")
 UPLOAD_COLS = ("upload_id", "bucket", "key", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "owner_id", "owner_display", "initiated_at",
                "checksum_algorithm", "data_ref", "backend_ref")
@@ -57,6 +59,12 @@ def object_from_row(row: sqlite3.Row) -> ObjectMeta:
         storage_class=row["storage_class"], acl=row["acl"],
         user_metadata=_meta_pairs(row["user_metadata"]), parts_count=row["parts_count"],
         checksum_algorithm=row["checksum_algorithm"], checksum_value=row["checksum_value"])
+
+
+def listing_object_from_row(row: sqlite3.Row) -> ObjectMeta:
+    """The listing view of an object row (``LISTING_COLS`` only)."""
+    return ObjectMeta(bucket=row[0], key=row[1], size=row[2], etag=row[3], storage_class=row[4],
+                      acl=row[5], last_modified=row[6], data_ref=row[7])
 
 
 def object_values(m: ObjectMeta) -> tuple[Any, ...]:

@@ -28,12 +28,14 @@ from bleepstore.metadata.commands import Command
 from bleepstore.metadata.group_commit import GroupCommitter
 from bleepstore.metadata.rows import (
     BUCKET_COLS,
+    LISTING_COLS,
     OBJECT_COLS,
     PART_COLS,
     UPLOAD_COLS,
     bucket_from_row,
     cols,
     credential_from_row,
+    listing_object_from_row,
     object_from_row,
     part_from_row,
     upload_from_row,
@@ -150,10 +152,14 @@ class SqliteStore:
 
     def scan_objects(self, bucket: str, start_after: str | None, prefix: str,
                      limit: int) -> list[ObjectMeta]:
-        """Keys > start_after starting with prefix, ascending: one index range scan."""
+        """Keys > start_after starting with prefix, ascending: one index range scan.
+
+        Rows carry only what a listing shows (key, size, ETag, date, class, ACL);
+        content headers and user metadata are left at their defaults.
+        """
         lower = max(start_after or "", prefix)
         op = ">" if start_after is not None and start_after >= prefix else ">="
-        sql = f"SELECT {cols(OBJECT_COLS)} FROM objects WHERE bucket = ? AND key {op} ?"
+        sql = f"SELECT {cols(LISTING_COLS)} FROM objects WHERE bucket = ? AND key {op} ?"
         args: list[Any] = [bucket, lower]
         upper = prefix_upper_bound(prefix) if prefix else None
         if upper is not None:
@@ -161,7 +167,7 @@ class SqliteStore:
             args.append(upper)
         sql += " ORDER BY key LIMIT ?"
         args.append(limit)
-        return [object_from_row(r) for r in self.conn().execute(sql, args)]
+        return [listing_object_from_row(r) for r in self.conn().execute(sql, args)]
 
     def get_credential(self, access_key_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE access_key_id = ?", (access_key_id,))

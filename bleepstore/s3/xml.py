@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 from lxml import etree
 
@@ -37,7 +38,6 @@ CHECKSUM_ELEMENTS = {
 
 # Code points XML 1.0 cannot carry: C0 controls except TAB/LF/CR, surrogates, U+FFFE/FFFF.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/")
 _DIGITS = re.compile(r"[0-9]+")
 
 Element = Any  # lxml has no type stubs here; elements are opaque to mypy.
@@ -152,8 +152,8 @@ def url_encode_listing(value: str) -> str:
     ``%20`` and ``+`` is ``%2B``. Never raises: lone surrogates are encoded as their
     (invalid) UTF-8 bytes rather than crash a listing.
     """
-    data = value.encode("utf-8", "surrogatepass")
-    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in data)
+    # quote() keeps exactly A-Za-z0-9 and "_.-~" unencoded, plus the safe "/".
+    return quote(value.encode("utf-8", "surrogatepass"), safe="/")
 
 
 # --- request bodies --------------------------------------------------------------------
