@@ -51,6 +51,12 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _below_prefix_end(prefix: str) -> tuple[str, list[Any]]:
+    """The upper end of a prefix range scan (no LIKE: it folds case, treats % and _)."""
+    upper = prefix_upper_bound(prefix) if prefix else None
+    return (" AND key < ?", [upper]) if upper is not None else ("", [])
+
+
 class SqliteStore:
     """Metadata in one SQLite file (WAL)."""
 
@@ -160,13 +166,9 @@ class SqliteStore:
         lower = max(start_after or "", prefix)
         op = ">" if start_after is not None and start_after >= prefix else ">="
         sql = f"SELECT {cols(LISTING_COLS)} FROM objects WHERE bucket = ? AND key {op} ?"
-        args: list[Any] = [bucket, lower]
-        upper = prefix_upper_bound(prefix) if prefix else None
-        if upper is not None:
-            sql += " AND key < ?"
-            args.append(upper)
-        sql += " ORDER BY key LIMIT ?"
-        args.append(limit)
+        upper_sql, upper_args = _below_prefix_end(prefix)
+        sql += upper_sql + " ORDER BY key LIMIT ?"
+        args: list[Any] = [bucket, lower, *upper_args, limit]
         return [listing_object_from_row(r) for r in self.conn().execute(sql, args)]
 
     def get_credential(self, access_key_id: str) -> Credential | None:
@@ -211,12 +213,9 @@ class SqliteStore:
             sql += " AND (key, initiated_at, upload_id) > (?, ?, ?)"
             args += list(cursor)
         if prefix:
-            sql += " AND key >= ?"
-            args.append(prefix)
-            upper = prefix_upper_bound(prefix)
-            if upper is not None:
-                sql += " AND key < ?"
-                args.append(upper)
+            upper_sql, upper_args = _below_prefix_end(prefix)
+            sql += " AND key >= ?" + upper_sql
+            args += [prefix, *upper_args]
         sql += " ORDER BY key, initiated_at, upload_id LIMIT ?"
         args.append(limit)
         return [upload_from_row(r) for r in self.conn().execute(sql, args)]
@@ -236,6 +235,21 @@ class SqliteStore:
             "OR EXISTS(SELECT 1 FROM multipart_parts WHERE data_ref = ?) "
             "OR EXISTS(SELECT 1 FROM blob_gc WHERE data_ref = ?)",
             (data_ref, data_ref, data_ref)) is not None
+
+    def object_refs_after(self, cursor: tuple[str, str] | None,
+                          limit: int) -> list[tuple[str, str, str]]:
+        """(bucket, key, data_ref) of the objects after ``cursor``, in key order (a batch)."""
+        sql = "SELECT bucket, key, data_ref FROM objects"
+        args: tuple[Any, ...] = (limit,)
+        if cursor is not None:
+            sql += " WHERE (bucket, key) > (?, ?)"
+            args = (*cursor, limit)
+        rows = self.conn().execute(sql + " ORDER BY bucket, key LIMIT ?", args)
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def node_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM node_meta WHERE key = ?", (key,))
+        return str(row[0]) if row else None
 
     def stats(self) -> dict[str, int]:
         row = self._one("SELECT bucket_count, object_count, total_bytes, upload_count "
