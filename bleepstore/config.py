@@ -43,6 +43,7 @@ class ServerConfig:
     worker_timeout_s: int = 120
     graceful_timeout_s: int = 30
     keepalive_s: int = 5
+    body_read_timeout_s: int = 60
     max_object_size: int = 5497558138880
     max_buckets: int = 10000
 
@@ -340,6 +341,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("server.workers: must be at least 1")
     if cfg.server.threads < 1:
         raise ConfigError("server.threads: must be at least 1")
+    if cfg.server.body_read_timeout_s < 1:
+        raise ConfigError("server.body_read_timeout_s: must be at least 1")
     if cfg.server.admin_port is not None and not cfg.server.admin_token:
         raise ConfigError("server.admin_token: must be set when server.admin_port is set")
     if not cfg.auth.access_key or not cfg.auth.secret_key:

@@ -87,6 +87,14 @@ class IllegalLocationConstraintException(S3Error):
     )
 
 
+class RequestTimeout(S3Error):
+    """The request body stalled for ``server.body_read_timeout_s`` (the connection closes)."""
+
+    code, status = "RequestTimeout", 400
+    message = ("Your socket connection to the server was not read from or written to within "
+               "the timeout period. Idle connections will be closed.")
+
+
 class IncompleteBody(S3Error):
     code, status = "IncompleteBody", 400
     message = "You did not provide the number of bytes specified by the Content-Length HTTP header."

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from bleepstore.config import Config
 from bleepstore.core import gc
+from bleepstore.core.integrity import scan_missing_blobs
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import PurgeCompletedUploads, ReapExpiredUploads
 from bleepstore.metadata.sqlite import SqliteStore
@@ -64,10 +65,12 @@ def take_lease(svc: Services, holder: str, seconds: int) -> bool:
 def _maintenance_loop(svc: Services, stop: threading.Event) -> None:
     interval = max(1, svc.config.storage.maintenance_interval_s)
     holder = f"{socket.gethostname()}:{os.getpid()}"
+    logged: set[str] = set()  # missing-blob refs already logged at ERROR by this process
     while not stop.wait(interval):
         try:
             if take_lease(svc, holder, 3 * interval):
                 counts = reap_and_sweep(svc)
+                counts["missing_blobs"] = scan_missing_blobs(svc, logged)
                 if any(counts.values()):
                     log.info("maintenance pass", extra=counts)
         except Exception:  # keep the loop alive; the next pass retries

@@ -37,7 +37,7 @@ def list_buckets(svc: Services, req: S3Request) -> S3Response:
     raw_max = req.query.get("max-buckets")
     limit = -1
     if raw_max is not None:
-        if not raw_max.isdigit() or not 1 <= int(raw_max) <= 10000:
+        if not (raw_max.isascii() and raw_max.isdigit()) or not 1 <= int(raw_max) <= 10000:
             raise errors.InvalidArgument("Argument max-buckets must be an integer between "
                                          "1 and 10000", ArgumentName="max-buckets",
                                          ArgumentValue=raw_max)

@@ -149,7 +149,9 @@ def list_parts(svc: Services, req: S3Request) -> S3Response:
         raise errors.AccessDenied()
     max_parts = parse_max_keys(req.query.get("max-parts"), "max-parts")
     raw_marker = req.query.get("part-number-marker", "0") or "0"
-    if not raw_marker.isdigit():
+    # NOTE: ASCII digits within the integer range only: str.isdigit() also accepts "²",
+    # which int() refuses, and SQLite cannot bind integers past 64 bits (both were a 500).
+    if re.fullmatch(r"[0-9]{1,10}", raw_marker) is None or int(raw_marker) > 2**31 - 1:
         raise errors.InvalidArgument("Invalid part-number-marker",
                                      ArgumentName="part-number-marker", ArgumentValue=raw_marker)
     marker = int(raw_marker)

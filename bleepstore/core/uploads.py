@@ -20,7 +20,8 @@ MAX_PART_NUMBER = 10_000
 
 def part_number(value: str | None) -> int:
     """``partNumber`` as an int in 1..10000, else InvalidArgument (§14.2)."""
-    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+    digits = value is not None and value.isascii() and value.isdigit()  # not "²"
+    if value is None or not digits or not 1 <= int(value) <= MAX_PART_NUMBER:
         raise errors.InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
             ArgumentName="partNumber", ArgumentValue=value)

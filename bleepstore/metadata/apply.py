@@ -227,6 +227,11 @@ def gc_swept(conn: sqlite3.Connection, cmd: c.GcSwept) -> None:
                      "WHERE data_ref = ?", [(nb, r) for r, nb in cmd.retry])
 
 
+def put_node_meta(conn: sqlite3.Connection, cmd: c.PutNodeMeta) -> None:
+    conn.execute("INSERT INTO node_meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                 "DO UPDATE SET value = excluded.value", (cmd.key, cmd.value))
+
+
 HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     c.PutCredential: put_credential,
     c.DeleteCredential: delete_credential,
@@ -244,4 +249,5 @@ HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     c.PurgeCompletedUploads: purge_completed_uploads,
     c.AddGcIntent: add_gc_intent,
     c.GcSwept: gc_swept,
+    c.PutNodeMeta: put_node_meta,
 }

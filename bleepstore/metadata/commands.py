@@ -124,7 +124,15 @@ class GcSwept:
     retry: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class PutNodeMeta:
+    """Upsert one ``node_meta`` row (small node-local facts, e.g. the missing-blob report)."""
+
+    key: str
+    value: str
+
+
 Command = (PutCredential | DeleteCredential | CreateBucket | DeleteBucket | PutBucketAcl
            | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
            | CompleteUpload | AbortUpload | ReapExpiredUploads | PurgeCompletedUploads
-           | AddGcIntent | GcSwept)
+           | AddGcIntent | GcSwept | PutNodeMeta)

@@ -7,10 +7,14 @@ for bucket, key and the SigV4 canonical path — never the decoded PATH_INFO.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from bleepstore import errors
+
 Environ = dict[str, Any]
+# Set by the S3 front for every request: the idle limit of one body read, in seconds.
+READ_TIMEOUT_KEY = "bleepstore.body_read_timeout_s"
 
 
 def raw_target(environ: Environ) -> str:
@@ -55,3 +59,29 @@ def header_items(environ: Environ) -> list[tuple[str, str]]:
 
 def under_gunicorn(environ: Environ) -> bool:
     return str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn")
+
+
+def timed_read(environ: Environ, stream: BinaryIO, size: int) -> bytes:
+    """One read of the request body that a stalled client cannot block forever.
+
+    NOTE: gunicorn's gthread worker never times out a body read, so a client that sends
+    its headers and then goes silent would hold a worker thread (and a staged temp file)
+    for good. The socket gets ``server.body_read_timeout_s`` for the duration of the read;
+    a timeout is RequestTimeout, and gunicorn closes the connection because the body read
+    failed (its framing is lost).
+    """
+    sock = environ.get("gunicorn.socket")
+    timeout = environ.get(READ_TIMEOUT_KEY)
+    if sock is None or timeout is None:
+        return stream.read(size)
+    prior = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        return stream.read(size)
+    except TimeoutError as exc:
+        raise errors.RequestTimeout() from exc
+    finally:
+        try:
+            sock.settimeout(prior)
+        except OSError:  # the socket is already gone
+            pass

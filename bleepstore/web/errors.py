@@ -15,6 +15,7 @@ import falcon
 
 from bleepstore import errors
 from bleepstore.s3 import xml_render as render
+from bleepstore.web.environ import timed_read
 
 log = logging.getLogger("bleepstore.s3")
 
@@ -55,7 +56,7 @@ def _settle_body(req: falcon.Request) -> None:
     left = DRAIN_LIMIT
     try:
         while left > 0:
-            data = stream.read(min(64 * 1024, left))
+            data = timed_read(env, stream, min(64 * 1024, left))
             if not data:
                 return
             left -= len(data)
@@ -64,7 +65,8 @@ def _settle_body(req: falcon.Request) -> None:
 
 
 def render_error(req: falcon.Request, resp: falcon.Response, err: errors.S3Error) -> None:
-    _settle_body(req)
+    if not isinstance(err, errors.RequestTimeout):  # a stalled body is not waited for again
+        _settle_body(req)
     resp.status = falcon.code_to_http_status(err.status)
     for name, value in err.headers.items():
         resp.set_header(name, value)

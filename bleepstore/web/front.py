@@ -31,7 +31,7 @@ from bleepstore.s3.router import (
 )
 from bleepstore.s3.sigv4 import SigningRequest, authenticate
 from bleepstore.web.context import request_id_var
-from bleepstore.web.environ import header_getter, raw_target, under_gunicorn
+from bleepstore.web.environ import READ_TIMEOUT_KEY, header_getter, raw_target, under_gunicorn
 
 PRESIGN_PARAM = "X-Amz-Algorithm"
 SERVICE_SHAPE = {None: "/", "bucket": "/b", "object": "/b/k"}
@@ -61,6 +61,7 @@ class S3Front:
         ctx.address = None
         ctx.principal = Principal()
         env = req.env
+        env[READ_TIMEOUT_KEY] = float(self.config.server.body_read_timeout_s)
         ctx.header = header_getter(env)
         raw_path, raw_query = split_target(raw_target(env))
         ctx.raw_path, ctx.raw_query = raw_path, raw_query

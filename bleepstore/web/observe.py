@@ -74,9 +74,17 @@ def file_wrapper_class(base: type) -> type:
         finish: Finish | None = None
         length = 0
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # gunicorn's (and wsgiref's) FileWrapper binds ``self.close = filelike.close``
+            # per instance, which would shadow close() below: keep it as the inner close.
+            self._inner_close = self.__dict__.pop("close", None)
+
         def close(self) -> None:
             try:
-                super().close()
+                inner = self._inner_close or getattr(super(), "close", None)
+                if inner is not None:
+                    inner()
             finally:
                 if self.finish is not None:
                     self.finish(self.length, False)

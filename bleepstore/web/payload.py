@@ -20,6 +20,7 @@ from bleepstore.s3.checksums import (
 )
 from bleepstore.s3.chunked import AwsChunkedDecoder
 from bleepstore.s3.sigv4 import AuthResult, ChunkSignatureChain, SigningRequest, verify_deferred
+from bleepstore.web.environ import timed_read
 
 READ_BLOCK = 1024 * 1024
 SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
@@ -29,8 +30,10 @@ SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
 class RawBody:
     """The undecoded request body, bounded by Content-Length when there is one."""
 
-    def __init__(self, stream: BinaryIO, length: int | None) -> None:
+    def __init__(self, stream: BinaryIO, length: int | None,
+                 environ: dict[str, Any] | None = None) -> None:
         self._stream = stream
+        self._environ = environ or {}
         self._left = length
         self.length = length
         self.received = 0
@@ -40,7 +43,7 @@ class RawBody:
             size = min(size, self._left)
             if size <= 0:
                 return b""
-        data = self._stream.read(size)
+        data = timed_read(self._environ, self._stream, size)
         if self._left is not None:
             if not data:
                 raise errors.IncompleteBody()
@@ -102,7 +105,7 @@ class RequestPayload:
 def _int_header(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.strip().isdigit():
+    if not (value.isascii() and value.strip().isdigit()):  # "²".isdigit() is True
         raise errors.InvalidArgument(f"Invalid {name}", ArgumentName=name, ArgumentValue=value)
     return int(value)
 
@@ -120,9 +123,9 @@ def build_payload(environ: dict[str, Any], get: Any, auth: AuthResult, sreq: Sig
             raise errors.MissingContentLength()
     elif needs_body and length is None and not chunked_te:
         raise errors.MissingContentLength()
-    raw = RawBody(environ["wsgi.input"], length if not chunked_te else None)
+    raw = RawBody(environ["wsgi.input"], length if not chunked_te else None, environ)
     if length is None and not chunked_te:
-        raw = RawBody(environ["wsgi.input"], 0)
+        raw = RawBody(environ["wsgi.input"], 0, environ)
     spec = integrity_from_headers(get)
     decoder = None
     if streaming:

@@ -13,6 +13,7 @@ from typing import Any
 
 import falcon
 
+from bleepstore.core.integrity import missing_blob_count
 from bleepstore.core.services import Services
 
 QUICK_CHECK_EVERY_S = 60.0
@@ -46,6 +47,14 @@ class Health:
     def checks(self) -> dict[str, dict[str, Any]]:
         checks = {"metadata": _timed(self._metadata),
                   "storage": _timed(self.services.storage.check)}
+        # NOTE: rows whose blob is missing (storage.md §5.5) are reported, not fatal: the
+        # rest of the store still serves, so the check stays "ok" and carries the count.
+        try:
+            missing = missing_blob_count(self.services)
+        except Exception:  # a probe reports, it never fails the request
+            missing = None
+        if missing is not None:
+            checks["storage"]["missing_blobs"] = missing
         for name, probe in self.extra_checks.items():
             checks[name] = probe()
         return checks
