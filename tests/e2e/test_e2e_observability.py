@@ -61,6 +61,13 @@ def test_metrics_count_operations_across_workers(server: Any, s3: Any, bucket: s
     assert 'path="/metrics"' not in after
     assert metric(after, "bleepstore_http_requests_total", method="PUT",
                   path="/{bucket}/{key}", status="200") >= puts
+    gets_before = metric(after, "bleepstore_s3_operations_total", operation="GetObject",
+                         status="success")
+    for i in range(5):  # object bodies leave through sendfile: still counted at close()
+        assert s3.get_object(Bucket=bucket, Key=f"m{i}")["Body"].read() == b"x" * 100
+    gets_after = metric(scrape(server), "bleepstore_s3_operations_total",
+                        operation="GetObject", status="success")
+    assert gets_after - gets_before == 5
 
 
 def test_errors_are_counted_by_code(server: Any, s3: Any, bucket: str) -> None:
