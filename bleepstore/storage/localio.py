@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING
 from bleepstore.model import StagedBlob
 from bleepstore.storage.backend import BlobMissing
 from bleepstore.storage.faults import fault_point
+from bleepstore.storage.writebehind import WriteBehind
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 CHUNK = 1 << 20  # 1 MiB: the largest read, iteration chunk and copy step
+WRITE_BEHIND_AFTER = 4 << 20  # small bodies are written inline: no thread to start
 MAX_PART_NUMBER = 10_000
 DIR_MODE = 0o700
 RO_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -137,6 +139,7 @@ class LocalBlobWriter:
         self._size = 0
         self._final: str | None = None  # set once renamed into place
         self._finished = False
+        self._behind: WriteBehind | None = None  # started once a body proves large
 
     @property
     def size(self) -> int:
@@ -145,6 +148,13 @@ class LocalBlobWriter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._fd < 0:
             raise ValueError("write to a closed blob writer")
+        if self._behind is None and self._size >= WRITE_BEHIND_AFTER:
+            self._behind = WriteBehind(self._fd, self._md5)
+        if self._behind is not None:
+            chunk = bytes(data)  # the helper thread may only see immutable bytes
+            self._behind.put(chunk)
+            self._size += len(chunk)
+            return
         if self._md5 is not None:
             self._md5.update(data)
         view = memoryview(data).cast("B")
@@ -152,6 +162,11 @@ class LocalBlobWriter:
         while done < len(view):
             done += os.write(self._fd, view[done:])
         self._size += done
+
+    def _drain(self) -> None:
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            behind.close()
 
     def copy_from_fd(self, src_fd: int, offset: int, count: int) -> None:
         """Append ``count`` bytes of ``src_fd`` from ``offset`` (in-kernel when no MD5)."""
@@ -167,6 +182,7 @@ class LocalBlobWriter:
 
     def _copy_file_range(self, src_fd: int, offset: int, end: int) -> int:
         """Copy what the kernel will copy; return the offset to continue from by hand."""
+        self._drain()  # kernel copies append at the file position: queued bytes go first
         while offset < end:
             try:
                 n = os.copy_file_range(src_fd, self._fd, min(end - offset, 1 << 30), offset)
@@ -184,6 +200,7 @@ class LocalBlobWriter:
         if self._finished or self._fd < 0:
             raise ValueError("blob writer already finished or aborted")
         try:
+            self._drain()
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
@@ -207,6 +224,8 @@ class LocalBlobWriter:
         removes the renamed blob, since the caller never learnt its ref."""
         if self._finished:
             return
+        with contextlib.suppress(Exception):
+            self._drain()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
