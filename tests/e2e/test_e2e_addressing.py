@@ -69,3 +69,20 @@ def test_errors_carry_request_ids_and_no_body_on_head(server: Any, s3: Any) -> N
     assert head.status == 404
     assert head.body == b""
     assert resp.headers["server"] == "BleepStore"
+
+
+def test_presigned_url_for_a_1024_byte_key(server: Any, s3: Any, bucket: str) -> None:
+    """The longest key, all multi-byte characters, as a presigned URL: ~3 KiB of encoded
+    path plus the query fit gunicorn's request line (and the shipped nginx site)."""
+    import urllib.request
+
+    key = "é" * 512  # 1024 bytes of UTF-8, 3072 characters once percent-encoded
+    s3.put_object(Bucket=bucket, Key=key, Body=b"long key")
+    disposition = 'attachment; filename="' + "n" * 700 + '.bin"'
+    url = s3.generate_presigned_url("get_object", Params={
+        "Bucket": bucket, "Key": key, "ResponseContentDisposition": disposition},
+        ExpiresIn=300)
+    assert len(url.split("/", 3)[3]) > 4094  # past gunicorn's default request-line limit
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == b"long key"
+        assert resp.headers["Content-Disposition"] == disposition
