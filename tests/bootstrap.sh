@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite drives for real: the package with its test extras
 # (boto3, aws CLI, s3cmd, moto, pytest, hypothesis) and the Debian tools (rclone, nginx,
-# wrk). Idempotent: skips what is already there. Needs root for apt (CI and dev boxes are).
+# chromium, and node/npm when the machine has none). Idempotent: skips what is already
+# there. Needs root for apt (CI and dev boxes are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ missing=()
 for tool in rclone nginx chromium; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
