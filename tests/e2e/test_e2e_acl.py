@@ -47,8 +47,10 @@ def add_user(server: Server, name: str) -> User:
     exe = shutil.which("bleepstore")
     cmd = [exe] if exe else [sys.executable, "-m", "bleepstore.cli"]
     env = {**os.environ, "BLEEPSTORE_CONFIG": str(server.config_path)}
-    subprocess.run([*cmd, "user", "add", "--access-key", access, "--secret-key", secret,
-                    "--display-name", name], env=env, check=True, capture_output=True)
+    # NOTE: "--opt=value": a urlsafe secret may start with "-", which argparse would
+    # otherwise take for an option.
+    subprocess.run([*cmd, "user", "add", f"--access-key={access}", f"--secret-key={secret}",
+                    f"--display-name={name}"], env=env, check=True, capture_output=True)
     return User(access, secret, boto3_client(server.endpoint, access, secret))
 
 
