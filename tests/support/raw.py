@@ -3,15 +3,12 @@ SDK will not send (virtual-host ``Host`` headers, unknown sub-resources, odd bod
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import urllib.parse
 from dataclasses import dataclass
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
+from support.signing import sigv4_headers
 from support.server import ACCESS_KEY, SECRET_KEY
 
 
@@ -29,11 +26,7 @@ def send(endpoint: str, method: str, path: str, *, host: str | None = None,
     netloc = urllib.parse.urlsplit(endpoint).netloc
     hdrs = {"Host": host or netloc, **(headers or {})}
     if sign:
-        hdrs.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
-        aws = AWSRequest(method=method, url=f"http://{hdrs['Host']}{path}", data=body,
-                         headers=hdrs)
-        S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1").add_auth(aws)
-        hdrs = dict(aws.headers.items())
+        hdrs = sigv4_headers(method, hdrs["Host"], path, body, hdrs, access_key, secret_key)
     conn = http.client.HTTPConnection(netloc, timeout=60)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)

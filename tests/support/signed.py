@@ -6,15 +6,12 @@ checksum); these helpers send exactly the bytes given, SigV4-signed by botocore.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
+from support.signing import sigv4_headers
 from support.server import ACCESS_KEY, SECRET_KEY
 
 
@@ -38,11 +35,7 @@ def send(endpoint: str, method: str, target: str, *, body: bytes = b"",
     netloc = urlsplit(endpoint).netloc
     hdrs = {"Host": netloc, **(headers or {})}
     if sign:
-        hdrs.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
-        aws = AWSRequest(method=method, url=f"http://{netloc}{target}", data=body,
-                         headers=hdrs)
-        S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1").add_auth(aws)
-        hdrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in aws.headers.items()}
+        hdrs = sigv4_headers(method, netloc, target, body, hdrs, access_key, secret_key)
     conn = http.client.HTTPConnection(netloc, timeout=timeout)
     try:
         conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)

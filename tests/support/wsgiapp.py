@@ -3,15 +3,11 @@ SQLite file and storage directory, with requests signed by botocore's S3 SigV4 s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import webtest
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from bleepstore.app import create_app
 from bleepstore.config import (
@@ -24,6 +20,7 @@ from bleepstore.config import (
     StorageConfig,
 )
 from bleepstore.recovery import run_recovery
+from support.signing import sigv4_headers
 
 ACCESS_KEY, SECRET_KEY = "wsgi-key", "wsgi-secret"
 HOST = "localhost"
@@ -50,11 +47,7 @@ class S3App:
              host: str = HOST, raw_uri: bool = True) -> webtest.TestResponse:
         hdrs = {"Host": host, **(headers or {})}
         if sign:
-            hdrs.setdefault("x-amz-content-sha256", hashlib.sha256(body).hexdigest())
-            req = AWSRequest(method=method, url=f"http://{host}{target}", data=body,
-                             headers=hdrs)
-            S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
-            hdrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in req.headers.items()}
+            hdrs = sigv4_headers(method, host, target, body, hdrs, ACCESS_KEY, SECRET_KEY)
         env = {"RAW_URI": target} if raw_uri else {}
         env.update(environ or {})
         params: dict[str, Any] = {"method": method, "headers": hdrs, "environ": env}
