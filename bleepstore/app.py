@@ -6,6 +6,7 @@ connection, client and thread it creates belongs to that worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -15,7 +16,9 @@ from bleepstore.config import Config, load
 from bleepstore.core.services import Services
 from bleepstore.credentials import CredentialCache
 from bleepstore.logs import setup_logging
-from bleepstore.runtime import build_services, start_background
+from bleepstore.metadata.replicated import ReplicatedStore
+from bleepstore.runtime import build_services, start_background, start_events
+from bleepstore.storage.owner import INTERNAL_PATH, OwnerPlacement
 from bleepstore.web.admin import add_admin_routes
 from bleepstore.web.docs import DocsResource, MetricsResource, OpenApiResource
 from bleepstore.web.errors import handle_http_error, handle_s3_error, handle_unexpected
@@ -34,10 +37,27 @@ class ObservableRequest(falcon.Request):
         env["bleepstore.context"] = self.context
 
 
-def _add_service_routes(app: falcon.App[Any, Any], svc: Services,
-                        metrics: Metrics | None) -> None:
+def _queue_status(svc: Services) -> Callable[[], dict[str, Any]] | None:
+    if not svc.config.queue.enabled:
+        return None
+    from bleepstore.events.status import queue_status
+
+    backend = svc.config.queue.backend
+    return lambda: queue_status(svc.store, backend)
+
+
+def _add_service_routes(app: falcon.App[Any, Any], svc: Services, metrics: Metrics | None,
+                        queue: Callable[[], dict[str, Any]] | None) -> None:
     obs = svc.config.observability
     health = Health(svc)
+    if queue is not None:
+        health.extra_checks["queue"] = queue
+    if isinstance(svc.store, ReplicatedStore):
+        from bleepstore.web.cluster import cluster_check
+
+        store = svc.store
+        health.extra_checks["cluster"] = lambda: cluster_check(store)
+        health.readiness_checks.append("cluster")
     app.add_route("/health", health)
     app.add_route("/healthz", Liveness(obs.health_check))
     app.add_route("/readyz", Readiness(health, obs.health_check))
@@ -55,9 +75,15 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     cfg = config or load()
     setup_logging(cfg)
     svc = services or build_services(cfg)
-    lookup = CredentialCache(svc.store.get_credential, cfg.auth.credential_cache_ttl_s)
+    lookup = CredentialCache(svc.store.get_credential, svc.store.credential_generation,
+                             cfg.auth.credential_cache_ttl_s)
     # NOTE: media_type=None: S3 sends Content-Type only when there is a body.
-    app = falcon.App(middleware=[S3Front(cfg, lookup)],  # type: ignore[call-overload]
+    middleware: list[Any] = [S3Front(cfg, lookup)]
+    if isinstance(svc.store, ReplicatedStore):
+        from bleepstore.web.cluster import ClusterFront
+
+        middleware.append(ClusterFront(svc.store, cfg.cluster.node_id))
+    app = falcon.App(middleware=middleware,  # type: ignore[call-overload]
                      request_type=ObservableRequest, media_type=None, cors_enable=False)
     app.req_options.keep_blank_qs_values = True
     app.req_options.auto_parse_form_urlencoded = False
@@ -69,9 +95,20 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     for shape in ("/", "/b", "/b/k"):
         app.add_route(shape, s3)
     metrics = Metrics(svc.store.stats) if cfg.observability.metrics else None
-    _add_service_routes(app, svc, metrics)
+    if metrics is not None and isinstance(svc.store, ReplicatedStore):
+        from bleepstore.web.cluster import RaftCollector
+
+        metrics.add_collector(RaftCollector(svc.store))
+    queue = _queue_status(svc)
+    _add_service_routes(app, svc, metrics, queue)
+    if isinstance(svc.storage, OwnerPlacement):
+        from bleepstore.web.cluster import InternalBlob
+
+        app.add_route(INTERNAL_PATH, InternalBlob(svc.storage, cfg.cluster.secret))
     if cfg.server.admin_port is not None:
-        add_admin_routes(app, svc)
+        add_admin_routes(app, svc, queue)
     if background:
         start_background(svc)
+        if cfg.queue.enabled:
+            start_events(svc)
     return Observed(app, metrics, cfg.logging.access_log)

@@ -11,12 +11,16 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from bleepstore import __version__
 from bleepstore.config import ConfigError, load, redacted
 from bleepstore.credentials import new_access_key, new_secret
+
+if TYPE_CHECKING:
+    from bleepstore.metadata.sqlite import SqliteStore
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -54,16 +58,44 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     store = SqliteStore(cfg.metadata.sqlite.path, synchronous=cfg.metadata.sqlite.synchronous,
                         busy_timeout_ms=cfg.metadata.sqlite.busy_timeout_ms)
     store.migrate()
-    return store
+    return cfg, store
+
+
+def _user_remove(args: argparse.Namespace, bootstrap_key: str, store: SqliteStore) -> int:
+    """Refuses the bootstrap key and a user who owns buckets (unless --reassign-to)."""
+    from bleepstore.metadata.commands import (
+        DeleteCredential,
+        InvalidReassignTarget,
+        UserOwnsBuckets,
+    )
+
+    if args.access_key == bootstrap_key:
+        print(f"bleepstore: {args.access_key} is the bootstrap user (auth.access_key), "
+              "recreated at every start: change the configuration instead", file=sys.stderr)
+        return 1
+    try:
+        removed = store.apply(DeleteCredential(args.access_key, args.reassign_to))
+    except UserOwnsBuckets as exc:
+        print(f"bleepstore: {args.access_key} still owns these buckets; delete them or hand "
+              "them over with --reassign-to ACCESS_KEY:", file=sys.stderr)
+        print("\n".join(f"  {name}" for name in exc.buckets), file=sys.stderr)
+        return 1
+    except InvalidReassignTarget as exc:
+        print(f"bleepstore: --reassign-to: {exc}", file=sys.stderr)
+        return 1
+    if not removed:
+        print(f"bleepstore: no such user {args.access_key}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _user(args: argparse.Namespace) -> int:
-    from bleepstore.metadata.commands import DeleteCredential, PutCredential
+    from bleepstore.metadata.commands import PutCredential
     from bleepstore.model import Credential
     from bleepstore.s3.acl import owner_id_for
 
     try:
-        store = _store(args)
+        cfg, store = _store(args)
     except ConfigError as exc:
         print(f"bleepstore: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -73,10 +105,7 @@ def _user(args: argparse.Namespace) -> int:
             print(f"{c.access_key_id}\t{c.owner_id}\t{c.display_name}\t{state}")
         return 0
     if args.user_cmd == "remove":
-        if not store.apply(DeleteCredential(args.access_key)):
-            print(f"bleepstore: no such user {args.access_key}", file=sys.stderr)
-            return 1
-        return 0
+        return _user_remove(args, cfg.auth.access_key, store)
     access_key = args.access_key or new_access_key()
     secret = args.secret_key or new_secret()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -107,9 +136,41 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--secret-key")
     add.add_argument("--display-name")
     usub.add_parser("list", help="list users (never secrets)")
-    rm = usub.add_parser("remove", help="delete a user")
+    rm = usub.add_parser("remove", help="delete a user (refused while they own buckets)")
     rm.add_argument("access_key")
+    rm.add_argument("--reassign-to", dest="reassign_to", metavar="ACCESS_KEY",
+                    help="hand the user's buckets to this active user")
+    events = sub.add_parser("events", help="watch the event queue")
+    events.add_argument("--config")
+    esub = events.add_subparsers(dest="events_cmd", required=True)
+    tail = esub.add_parser("tail", help="print events as they are published (Ctrl-C stops)")
+    tail.add_argument("--limit", type=int, help="stop after this many events")
+    tail.add_argument("--seconds", type=float, help="stop after this long")
     return p
+
+
+def _events(args: argparse.Namespace) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"bleepstore: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not cfg.queue.enabled:
+        print("bleepstore: queue.enabled is false: no events are published", file=sys.stderr)
+        return 2
+    from bleepstore.events.tail import run
+
+    def ready() -> None:
+        print(f"following {cfg.queue.backend} events (Ctrl-C stops)", file=sys.stderr,
+              flush=True)
+    try:
+        run(cfg.queue, args.limit, args.seconds, lambda line: print(line, flush=True), ready)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # the broker is unreachable: say so, no traceback
+        print(f"bleepstore: cannot follow {cfg.queue.backend} events: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args)
     if args.cmd == "user":
         return _user(args)
+    if args.cmd == "events":
+        return _events(args)
     print(f"bleepstore {__version__}")
     return 0
 

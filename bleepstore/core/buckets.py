@@ -6,7 +6,10 @@ Invariants: buckets own no files, so every bucket operation is a single commit.
 
 from __future__ import annotations
 
+import json
+
 from bleepstore import errors
+from bleepstore.core import write_tasks
 from bleepstore.core.access import bucket_acl, bucket_for, bucket_owner
 from bleepstore.core.inputs import (
     acl_for_new_resource,
@@ -14,7 +17,7 @@ from bleepstore.core.inputs import (
     read_xml_body,
     reject_unsupported_headers,
 )
-from bleepstore.core.request import S3Request, S3Response, empty, xml_response
+from bleepstore.core.request import S3Request, S3Response, empty, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import CreateBucket, DeleteBucket, PutBucketAcl
 from bleepstore.model import Acl, Bucket, Owner
@@ -24,6 +27,7 @@ from bleepstore.s3.acl import acl_to_json
 from bleepstore.s3.headers import now_iso
 from bleepstore.s3.listing import decode_token, encode_token
 from bleepstore.s3.names import validate_bucket_name
+from bleepstore.s3.numbers import parse_bounded
 
 
 def _authenticated(req: S3Request) -> Owner:
@@ -35,13 +39,11 @@ def _authenticated(req: S3Request) -> Owner:
 def list_buckets(svc: Services, req: S3Request) -> S3Response:
     owner = _authenticated(req)
     raw_max = req.query.get("max-buckets")
-    limit = -1
-    if raw_max is not None:
-        if not (raw_max.isascii() and raw_max.isdigit()) or not 1 <= int(raw_max) <= 10000:
-            raise errors.InvalidArgument("Argument max-buckets must be an integer between "
-                                         "1 and 10000", ArgumentName="max-buckets",
-                                         ArgumentValue=raw_max)
-        limit = int(raw_max) + 1
+    max_buckets = None if raw_max is None else parse_bounded(
+        raw_max, 1, 10000, lambda: errors.InvalidArgument(
+            "Argument max-buckets must be an integer between 1 and 10000",
+            ArgumentName="max-buckets", ArgumentValue=raw_max))
+    limit = -1 if max_buckets is None else max_buckets + 1
     token = req.query.get("continuation-token")
     after = decode_token(token) if token else ""
     prefix = req.query.get("prefix")
@@ -50,8 +52,8 @@ def list_buckets(svc: Services, req: S3Request) -> S3Response:
     if region_filter:
         buckets = [b for b in buckets if b.region == region_filter]
     next_token = None
-    if raw_max is not None and len(buckets) > int(raw_max):
-        buckets = buckets[: int(raw_max)]
+    if max_buckets is not None and len(buckets) > max_buckets:
+        buckets = buckets[:max_buckets]
         next_token = encode_token(buckets[-1].name)
     return xml_response(render.list_buckets(owner, buckets, continuation_token=next_token,
                                          prefix=prefix))
@@ -72,13 +74,14 @@ def create_bucket(svc: Services, req: S3Request) -> S3Response:
                     owner_display=owner.display_name, acl=acl_to_json(acl),
                     created_at=now_iso())
     svc.store.apply(CreateBucket(bucket, svc.config.server.max_buckets,
-                                 allow_existing_own=region == "us-east-1"))
+                                 allow_existing_own=region == "us-east-1",
+                                 origin=origin_of(req)))
     return empty(200).header("Location", f"/{req.bucket}")
 
 
 def delete_bucket(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "OWNER")
-    svc.store.apply(DeleteBucket(bucket.name))
+    svc.store.apply(DeleteBucket(bucket.name, origin=origin_of(req)))
     return empty(204)
 
 
@@ -106,5 +109,10 @@ def put_bucket_acl(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "WRITE_ACP")
     owner = bucket_owner(bucket)
     acl = acl_from_request(svc, req, owner, None, for_bucket=True)
-    svc.store.apply(PutBucketAcl(bucket.name, acl_to_json(Acl(owner, acl.grants))))
+    if svc.tasks is not None:  # sync / async write mode (events.md §5)
+        payload = {"bucket": bucket.name, "acl": json.loads(acl_to_json(Acl(owner, acl.grants)))}
+        return write_tasks.submit(svc, req, write_tasks.new_task_id(), payload, empty(200),
+                                  f"/{bucket.name}")
+    svc.store.apply(PutBucketAcl(bucket.name, acl_to_json(Acl(owner, acl.grants)),
+                                 origin=origin_of(req)))
     return empty(200)

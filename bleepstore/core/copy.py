@@ -20,7 +20,7 @@ from bleepstore.core.inputs import (
     reject_unsupported_headers,
 )
 from bleepstore.core.objects import commit_object
-from bleepstore.core.request import S3Request, S3Response, xml_response
+from bleepstore.core.request import S3Request, S3Response, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.metadata.commands import PutObject
@@ -128,7 +128,8 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
         acl=acl_to_json(acl), user_metadata=user_meta,
         checksum_algorithm=None if multipart_source else src.checksum_algorithm,
         checksum_value=None if multipart_source else src.checksum_value)
-    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before()))
+    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(),
+                                            origin=origin_of(req)))
     gc.collect_now(svc, [replaced])
     return xml_response(render.copy_object_result(etag, now))
 

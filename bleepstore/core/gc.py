@@ -11,11 +11,14 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from bleepstore import errors
 from bleepstore.core.services import Services
-from bleepstore.metadata.commands import GcSwept
+from bleepstore.metadata.commands import AddGcIntent, GcSwept
 from bleepstore.s3.headers import iso_from_datetime, now_iso
 
 log = logging.getLogger("bleepstore.storage")
+
+UNKNOWN_OUTCOME_GRACE_S = 3600
 
 
 def _retry_at(attempts: int) -> str:
@@ -23,11 +26,40 @@ def _retry_at(attempts: int) -> str:
     return iso_from_datetime(datetime.now(UTC) + timedelta(seconds=delay))
 
 
+def still_referenced(svc: Services, ref: str) -> bool:
+    """A row points at ``ref`` after all: an intent recorded for a commit whose outcome was
+    unknown (cluster mode) that did commit. The intent goes, the blob stays."""
+    if ref.startswith("upload:"):
+        return svc.store.upload_exists(ref.removeprefix("upload:"))
+    return svc.store.is_live(ref)
+
+
+def discard_uncommitted(svc: Services, ref: str, exc: BaseException) -> None:
+    """The blob staged for a write that failed: deleted now, unless the write may still
+    commit (``OutcomeUnknown``: a Raft entry that timed out); then a ``failed`` intent late
+    enough for that entry to have committed or been dropped (cluster.md §2)."""
+    if isinstance(exc, errors.OutcomeUnknown):
+        delay = max(svc.config.storage.effective_gc_grace_s, UNKNOWN_OUTCOME_GRACE_S)
+        not_before = iso_from_datetime(datetime.now(UTC) + timedelta(seconds=delay))
+        try:
+            svc.store.apply(AddGcIntent(ref, "failed", not_before))
+        except Exception as err:  # the orphan scan collects it
+            log.warning("cannot record blob %s of an unconfirmed write: %s", ref, err)
+        return
+    try:
+        svc.storage.delete(ref)
+    except Exception as err:  # the orphan scan collects it
+        log.warning("cannot remove uncommitted blob %s: %s", ref, err)
+
+
 def delete_refs(svc: Services, refs: Iterable[tuple[str, int]]) -> tuple[int, int]:
     """Delete each blob, then settle the intents in one transaction."""
     done: list[str] = []
     retry: list[tuple[str, str]] = []
     for ref, attempts in refs:
+        if still_referenced(svc, ref):
+            done.append(ref)
+            continue
         try:
             svc.storage.delete(ref)
             done.append(ref)

@@ -14,6 +14,7 @@ from bleepstore.core.services import Services
 from bleepstore.model import Acl, Bucket, ContentHeaders, Owner, StagedBlob
 from bleepstore.s3.acl import acl_from_headers, acl_from_xml, canned_acl
 from bleepstore.s3.checksums import DigestResult
+from bleepstore.s3.headers import stored_content_encoding
 from bleepstore.storage.backend import BlobWriter
 
 CHUNK = 1024 * 1024
@@ -39,13 +40,9 @@ def reject_unsupported_headers(req: S3Request) -> None:
 
 
 def content_headers(req: S3Request) -> ContentHeaders:
-    encoding = req.header("content-encoding")
-    if encoding is not None:
-        tokens = [t.strip() for t in encoding.split(",")]
-        encoding = ",".join(t for t in tokens if t and t.lower() != "aws-chunked") or None
     return ContentHeaders(
         content_type=req.header("content-type") or "application/octet-stream",
-        content_encoding=encoding,
+        content_encoding=stored_content_encoding(req.header("content-encoding")),
         content_language=req.header("content-language"),
         content_disposition=req.header("content-disposition"),
         cache_control=req.header("cache-control"),

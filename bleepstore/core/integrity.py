@@ -29,6 +29,8 @@ REPORTED_REFS = 10
 
 
 def _missing(svc: Services, bucket: str, key: str, ref: str) -> bool:
+    if not svc.storage.holds(ref):  # owner placement: the owner checks its own
+        return False
     try:
         svc.storage.size(ref)
         return False

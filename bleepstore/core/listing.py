@@ -14,7 +14,7 @@ from bleepstore import errors
 from bleepstore.core import gc
 from bleepstore.core.access import bucket_for, bucket_owner
 from bleepstore.core.inputs import read_xml_body
-from bleepstore.core.request import S3Request, S3Response, xml_response
+from bleepstore.core.request import S3Request, S3Response, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import DeleteObjects
 from bleepstore.model import ObjectMeta, Owner, Page
@@ -36,15 +36,22 @@ class _ObjectSource:
         return self.svc.store.scan_objects(self.bucket, start_after, prefix, limit)
 
 
+def _echoable(value: str | None, name: str, encoding: str | None) -> None:
+    """A parameter the listing echoes must fit in XML, unless ``encoding-type=url`` will
+    percent-encode it (then the echo is the encoded value, as S3 sends it)."""
+    if value is not None and encoding is None:
+        xml_safe(value, name)
+
+
 def _params(req: S3Request) -> tuple[str, str | None, int, str | None]:
     encoding = req.query.get("encoding-type")
     if encoding is not None and encoding != "url":
         raise errors.InvalidArgument("Invalid Encoding Method specified in Request",
                                      ArgumentName="encoding-type", ArgumentValue=encoding)
-    prefix = xml_safe(req.query.get("prefix", ""), "prefix")
+    prefix = req.query.get("prefix", "")
     delimiter = req.query.get("delimiter") or None
-    if delimiter is not None:
-        xml_safe(delimiter, "delimiter")
+    _echoable(prefix, "prefix", encoding)
+    _echoable(delimiter, "delimiter", encoding)
     return prefix, delimiter, parse_max_keys(req.query.get("max-keys")), encoding
 
 
@@ -67,8 +74,7 @@ def list_objects_v2(svc: Services, req: S3Request) -> S3Response:
     prefix, delimiter, max_keys, encoding = _params(req)
     token = req.query.get("continuation-token")
     start_after = req.query.get("start-after")
-    if start_after is not None:
-        xml_safe(start_after, "start-after")
+    _echoable(start_after, "start-after", encoding)
     after = decode_token(token) if token is not None else (start_after or None)
     page = _page(svc, bucket.name, prefix, delimiter, max_keys, after)
     next_token = encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
@@ -84,8 +90,7 @@ def list_objects(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "READ")
     prefix, delimiter, max_keys, encoding = _params(req)
     marker = req.query.get("marker")
-    if marker is not None:
-        xml_safe(marker, "marker")
+    _echoable(marker, "marker", encoding)
     page = _page(svc, bucket.name, prefix, delimiter, max_keys, marker or None)
     return xml_response(render.list_objects_v1(
         bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
@@ -125,6 +130,7 @@ def delete_objects(svc: Services, req: S3Request) -> S3Response:
         else:
             results.append(problem)
     removed = svc.store.apply(DeleteObjects(bucket.name, tuple(dict.fromkeys(wanted)),
-                                            svc.gc_not_before())) if wanted else ()
+                                            svc.gc_not_before(), origin=origin_of(req))
+                              ) if wanted else ()
     gc.collect_now(svc, [ref for _, ref in removed])
     return xml_response(render.delete_result(results, quiet))

@@ -4,12 +4,15 @@ lives in ``multipart_complete`` and is re-exported here.
 
 Invariants: a part is acknowledged only after its blob is durable and its row committed
 (the commit re-checks that the upload still exists); a replaced part's blob goes to GC in
-the same transaction.
+the same transaction. In an upload with a checksum algorithm every new part carries a
+checksum of it (sent and verified, or computed here as the bytes stream: FULL_OBJECT parts
+sent without one, UploadPartCopy parts), so Complete can build the object's checksum.
 """
 
 from __future__ import annotations
 
-import re
+import base64
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,21 +28,34 @@ from bleepstore.core.inputs import (
     reject_unsupported_headers,
 )
 from bleepstore.core.multipart_complete import complete_multipart_upload
-from bleepstore.core.request import S3Request, S3Response, empty, xml_response
+from bleepstore.core.request import S3Request, S3Response, empty, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.core.uploads import UPLOAD_ID, load_upload, part_number
 from bleepstore.metadata.commands import AbortUpload, CreateUpload, PutPart
-from bleepstore.model import ObjectMeta, Part, Upload
+from bleepstore.model import ObjectMeta, Part, StagedBlob, Upload
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
-from bleepstore.s3.checksums import ALGORITHMS, header_name
+from bleepstore.s3.checksums import (
+    ALGORITHMS,
+    FULL_OBJECT,
+    Hasher,
+    checksum_type_for_create,
+    header_name,
+    integrity_from_headers,
+    multipart_checksum_type,
+    new_hasher,
+    type_mismatch_message,
+)
 from bleepstore.s3.headers import now_iso
 from bleepstore.s3.listing import build_page_from, parse_max_keys
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
-from bleepstore.storage.backend import BlobMissing
+from bleepstore.s3.numbers import INT32_MAX, parse_bounded
+from bleepstore.s3.ranges import parse_copy_source_range
+from bleepstore.storage.backend import BlobMissing, BlobWriter
 
-_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+log = logging.getLogger("bleepstore.storage")
+
 __all__ = ["abort_multipart_upload", "complete_multipart_upload", "create_multipart_upload",
            "list_multipart_uploads", "list_parts", "part_range", "upload_part",
            "upload_part_copy"]
@@ -55,60 +71,95 @@ def create_multipart_upload(svc: Services, req: S3Request) -> S3Response:
             raise errors.InvalidRequest("Checksum algorithm provided is unsupported. Please "
                                         "try again with any of the valid types: "
                                         "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
+    checksum_type = checksum_type_for_create(algorithm, req.header("x-amz-checksum-type"))
     owner = writer_owner(req.principal, bucket)
+    upload_id = secrets.token_hex(16)
+    reserved = svc.storage.init_upload(upload_id)
     upload = Upload(
-        upload_id=secrets.token_hex(16), bucket=bucket.name, key=req.key,
+        upload_id=upload_id, bucket=bucket.name, key=req.key,
         owner_id=owner.id, owner_display=owner.display_name, initiated_at=now_iso(),
         content=content_headers(req),
         storage_class=validate_storage_class(req.header("x-amz-storage-class") or "STANDARD"),
         acl=acl_to_json(acl_for_new_resource(svc, req, owner, bucket)),
         user_metadata=user_metadata_from_headers(req.header_items),
-        checksum_algorithm=algorithm)
-    svc.store.apply(CreateUpload(upload))
+        checksum_algorithm=algorithm, data_ref=reserved, checksum_type=checksum_type)
+    try:
+        svc.store.apply(CreateUpload(upload, origin=origin_of(req)))
+    except BaseException as exc:
+        gc.discard_uncommitted(svc, f"upload:{upload_id}", exc)
+        raise
     resp = xml_response(render.initiate_multipart_upload(bucket.name, req.key, upload.upload_id))
-    return resp.header("x-amz-checksum-algorithm", algorithm)
+    return resp.header("x-amz-checksum-algorithm", algorithm).header("x-amz-checksum-type",
+                                                                     checksum_type)
 
 
 def _commit_part(svc: Services, req: S3Request, upload: Upload, part: Part) -> None:
     try:
-        replaced = svc.store.apply(PutPart(upload.bucket, upload.key, part, svc.gc_not_before()))
-    except BaseException:
-        svc.storage.delete(part.data_ref)
+        replaced = svc.store.apply(PutPart(upload.bucket, upload.key, part, svc.gc_not_before(),
+                                           origin=origin_of(req)))
+    except BaseException as exc:
+        gc.discard_uncommitted(svc, part.data_ref, exc)
         raise
     gc.collect_now(svc, [replaced])
+
+
+class _HashingWriter:
+    """A ``BlobWriter`` that also hashes what it writes: the checksum S3 computes itself
+    for a part sent without one."""
+
+    def __init__(self, inner: BlobWriter, hasher: Hasher) -> None:
+        self._inner, self.hasher = inner, hasher
+
+    def write(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self._inner.write(data)
+
+    def finish(self) -> StagedBlob:
+        return self._inner.finish()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+
+def _part_checksum_plan(req: S3Request, upload: Upload) -> str | None:
+    """Before any body byte: the request's checksum algorithm must be the upload's [S3];
+    a FULL_OBJECT part sent without one gets it computed (the algorithm is returned), a
+    COMPOSITE part without one is refused, since the object's checksum needs it."""
+    alg = upload.checksum_algorithm
+    if alg is None:
+        return None
+    sent = integrity_from_headers(req.header).checksum_algorithm  # header or trailer
+    if sent == alg:
+        return None
+    if sent is None and multipart_checksum_type(alg, upload.checksum_type) == FULL_OBJECT:
+        return alg
+    raise errors.InvalidRequest(type_mismatch_message(alg, sent))
 
 
 def upload_part(svc: Services, req: S3Request) -> S3Response:
     number = part_number(req.query.get("partNumber"))
     bucket_for(svc, req, "WRITE")
     upload = load_upload(svc, req)
-    writer = svc.storage.open_writer("part", upload.upload_id, number)
-    staged, digest = receive(req.payload, writer)
+    compute = _part_checksum_plan(req, upload)
+    writer: BlobWriter = svc.storage.open_writer("part", upload.upload_id, number)
+    hashing = _HashingWriter(writer, new_hasher(compute)) if compute is not None else None
+    staged, digest = receive(req.payload, hashing or writer)
+    alg, value = digest.checksum_algorithm, digest.checksum_b64
+    if hashing is not None:
+        alg, value = compute, base64.b64encode(hashing.hasher.digest()).decode()
     part = Part(upload.upload_id, number, staged.size, f'"{staged.md5_hex}"', now_iso(),
-                staged.data_ref, checksum_value=digest.checksum_b64
-                if digest.checksum_algorithm == upload.checksum_algorithm else None)
+                staged.data_ref, checksum_value=value
+                if alg is not None and alg == upload.checksum_algorithm else None,
+                backend_ref=staged.backend_ref)
     _commit_part(svc, req, upload, part)
     resp = empty(200).header("ETag", part.etag)
-    if digest.checksum_algorithm and digest.checksum_b64:
-        resp.header(header_name(digest.checksum_algorithm), digest.checksum_b64)
+    if alg and value:
+        resp.header(header_name(alg), value)
     return resp
-
-
-def _copy_range(value: str | None, size: int) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    m = _COPY_RANGE.fullmatch(value.strip())
-    if m is None or int(m.group(1)) > int(m.group(2)):
-        raise errors.InvalidArgument(
-            "The x-amz-copy-source-range value must be of the form bytes=first-last where "
-            "first and last are the zero-based offsets of the first and last bytes to copy",
-            ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
-    first, last = int(m.group(1)), int(m.group(2))
-    if last >= size:
-        raise errors.InvalidArgument(
-            f"Range specified is not valid for source object of size: {size}",
-            ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
-    return first, last
 
 
 def upload_part_copy(svc: Services, req: S3Request) -> S3Response:
@@ -120,16 +171,48 @@ def _upload_part_copy_once(svc: Services, req: S3Request) -> S3Response:
     bucket_for(svc, req, "WRITE")
     upload = load_upload(svc, req)
     src = load_copy_source(svc, req)
-    byte_range = _copy_range(req.header("x-amz-copy-source-range"), src.size)
+    byte_range = parse_copy_source_range(req.header("x-amz-copy-source-range"), src.size)
+    whole = byte_range is None or byte_range == (0, src.size - 1)
+    # NOTE: the whole of a single-part source: its ETag is the part's, so a gateway can
+    # copy in the cloud instead of streaming the bytes through to hash them.
+    same_etag = whole and not src.parts_count
     try:
-        staged = svc.storage.copy_to_part(src.data_ref, upload.upload_id, number, byte_range)
+        checksum = _copied_checksum(svc, upload, src, byte_range, whole)
+        staged = svc.storage.copy_to_part(src.data_ref, upload.upload_id, number,
+                                          None if whole else byte_range, need_md5=not same_etag)
     except BlobMissing:
         raise_if_superseded(svc, src)  # source overwritten meanwhile: redo from its new row
         raise errors.InternalError() from None
-    part = Part(upload.upload_id, number, staged.size, f'"{staged.md5_hex}"', now_iso(),
-                staged.data_ref)
+    etag = src.etag if same_etag else f'"{staged.md5_hex}"'
+    part = Part(upload.upload_id, number, staged.size, etag, now_iso(), staged.data_ref,
+                checksum_value=checksum, backend_ref=staged.backend_ref)
     _commit_part(svc, req, upload, part)
-    return xml_response(render.copy_part_result(part.etag, part.last_modified))
+    return xml_response(render.copy_part_result(part.etag, part.last_modified,
+                                                upload.checksum_algorithm, checksum))
+
+
+def _copied_checksum(svc: Services, upload: Upload, src: ObjectMeta,
+                     byte_range: tuple[int, int] | None, whole: bool) -> str | None:
+    """[S3] the checksum of the copied bytes, in the upload's algorithm (CopyPartResult,
+    ListParts). The source's own full-object checksum when it is that; otherwise the range
+    is streamed from the immutable source blob and hashed (raises ``BlobMissing``)."""
+    alg = upload.checksum_algorithm
+    if alg is None:
+        return None
+    if (whole and src.checksum_algorithm == alg and src.checksum_value
+            and "-" not in src.checksum_value):  # not a COMPOSITE "<b64>-N"
+        return src.checksum_value
+    first, length = (0, src.size) if byte_range is None else (
+        byte_range[0], byte_range[1] - byte_range[0] + 1)
+    hasher = new_hasher(alg)
+    if length:
+        reader = svc.storage.open_read(src.data_ref, first, length)
+        try:
+            for chunk in reader:
+                hasher.update(chunk)
+        finally:
+            reader.close()
+    return base64.b64encode(hasher.digest()).decode()
 
 
 def abort_multipart_upload(svc: Services, req: S3Request) -> S3Response:
@@ -137,7 +220,8 @@ def abort_multipart_upload(svc: Services, req: S3Request) -> S3Response:
     upload_id = req.query.get("uploadId", "")
     if not UPLOAD_ID.fullmatch(upload_id):
         raise errors.NoSuchUpload(UploadId=upload_id)
-    svc.store.apply(AbortUpload(req.bucket, req.key, upload_id, svc.gc_not_before()))
+    svc.store.apply(AbortUpload(req.bucket, req.key, upload_id, svc.gc_not_before(),
+                                origin=origin_of(req)))
     gc.collect_now(svc, [f"upload:{upload_id}"])
     return empty(204)
 
@@ -149,12 +233,9 @@ def list_parts(svc: Services, req: S3Request) -> S3Response:
         raise errors.AccessDenied()
     max_parts = parse_max_keys(req.query.get("max-parts"), "max-parts")
     raw_marker = req.query.get("part-number-marker", "0") or "0"
-    # NOTE: ASCII digits within the integer range only: str.isdigit() also accepts "²",
-    # which int() refuses, and SQLite cannot bind integers past 64 bits (both were a 500).
-    if re.fullmatch(r"[0-9]{1,10}", raw_marker) is None or int(raw_marker) > 2**31 - 1:
-        raise errors.InvalidArgument("Invalid part-number-marker",
-                                     ArgumentName="part-number-marker", ArgumentValue=raw_marker)
-    marker = int(raw_marker)
+    marker = parse_bounded(raw_marker, 0, INT32_MAX, lambda: errors.InvalidArgument(
+        "Invalid part-number-marker", ArgumentName="part-number-marker",
+        ArgumentValue=raw_marker))
     parts = svc.store.list_parts(upload.upload_id, after=marker, limit=max_parts + 1)
     truncated = len(parts) > max_parts
     return xml_response(render.list_parts(upload, parts[:max_parts], part_number_marker=marker,
@@ -215,13 +296,16 @@ def part_range(svc: Services, req: S3Request, obj: ObjectMeta) -> tuple[int, int
     if req.header("range") is not None:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query "
                                     "parameter")
+    # NOTE: past the object's parts S3 answers 416 InvalidPartNumber with the two counts,
+    # not 400 InvalidPart (docs/decisions.md); a non-multipart object has one part.
     if not obj.parts_count:
         if number != 1:
-            raise errors.InvalidPartNumber()
+            raise errors.InvalidPartNumber(PartNumberRequested=number, ActualPartCount=1)
         return (0, obj.size - 1) if obj.size else None
     window = svc.store.part_window(obj.data_ref, number)
     if window is None:
-        raise errors.InvalidPartNumber()
+        raise errors.InvalidPartNumber(PartNumberRequested=number,
+                                       ActualPartCount=obj.parts_count)
     offset, size = window
     if size == 0:
         return None

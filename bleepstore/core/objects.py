@@ -8,11 +8,12 @@ the new blob. GET streams from an immutable blob, so concurrent overwrites are s
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from bleepstore import errors
-from bleepstore.core import gc
+from bleepstore.core import gc, write_tasks
 from bleepstore.core.access import (
     bucket_for,
     bucket_owner,
@@ -28,9 +29,10 @@ from bleepstore.core.inputs import (
     receive,
     reject_unsupported_headers,
 )
-from bleepstore.core.request import S3Request, S3Response, empty, xml_response
+from bleepstore.core.request import S3Request, S3Response, empty, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
+from bleepstore.core.write_tasks import new_task_id
 from bleepstore.metadata.commands import CompleteUpload, DeleteObjects, PutObject, PutObjectAcl
 from bleepstore.model import ObjectMeta, Owner
 from bleepstore.s3 import xml_render as render
@@ -41,7 +43,7 @@ from bleepstore.s3.conditions import (
     evaluate_read_conditions,
     validate_write_condition_headers,
 )
-from bleepstore.s3.headers import http_date, now_iso
+from bleepstore.s3.headers import http_date, now_iso, override_value
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
 from bleepstore.s3.ranges import parse_range
 from bleepstore.storage.backend import BlobMissing
@@ -79,31 +81,39 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
         current = svc.store.get_object(bucket.name, req.key)
         check_write_preconditions(if_match, if_none_match, current.etag if current else None,
                                   key=req.key)
-    staged, digest = receive(req.payload, svc.storage.open_writer("object"))
+    tasks = svc.tasks
+    task_id = new_task_id() if tasks is not None else None
+    writer = (tasks.pending.open_writer(task_id) if tasks is not None and task_id is not None
+              else svc.storage.open_writer("object"))
+    staged, digest = receive(req.payload, writer)
     now = now_iso()
     meta = ObjectMeta(
         bucket=bucket.name, key=req.key, size=staged.size, etag=f'"{staged.md5_hex}"',
         last_modified=now, data_ref=staged.data_ref, content=content,
         storage_class=storage_class, acl=acl_to_json(acl), user_metadata=user_meta,
         checksum_algorithm=digest.checksum_algorithm, checksum_value=digest.checksum_b64)
-    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(), if_match,
-                                            if_none_match))
-    gc.collect_now(svc, [replaced])
     resp = empty(200).header("ETag", meta.etag)
     if digest.checksum_algorithm and digest.checksum_b64:
         resp.header(header_name(digest.checksum_algorithm), digest.checksum_b64)
+        resp.header("x-amz-checksum-type", "FULL_OBJECT")  # [S3] always, for a PutObject
+    if task_id is not None:  # sync / async write mode (events.md §5)
+        payload = write_tasks.put_object_payload(meta, if_match, if_none_match, task_id)
+        return write_tasks.submit(svc, req, task_id, payload, resp, f"/{bucket.name}/{req.key}")
+    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(), if_match,
+                                            if_none_match, origin=origin_of(req)))
+    gc.collect_now(svc, [replaced])
     return resp
 
 
-def commit_object(svc: Services, cmd: PutObject | CompleteUpload) -> Any:
-    """Apply the commit; on any failure the staged blob is removed (never referenced)."""
+def commit_object(svc: Services, cmd: PutObject | CompleteUpload, *,
+                  blob_is_ours: bool = True) -> Any:
+    """Apply the commit; on any failure the staged blob is removed (never referenced),
+    unless another request may commit that same blob (``blob_is_ours`` False)."""
     try:
         result = svc.store.apply(cmd)
-    except BaseException:
-        try:
-            svc.storage.delete(cmd.meta.data_ref)
-        except Exception as exc:  # the orphan scan collects it
-            log.warning("cannot remove uncommitted blob %s: %s", cmd.meta.data_ref, exc)
+    except BaseException as exc:
+        if blob_is_ours:
+            gc.discard_uncommitted(svc, cmd.meta.data_ref, exc)
         raise
     return result
 
@@ -125,12 +135,13 @@ def object_headers(obj: ObjectMeta) -> list[tuple[str, str]]:
 
 
 def _apply_overrides(req: S3Request, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    overrides = {h.lower(): (h, req.query[q]) for q, h in RESPONSE_OVERRIDES if q in req.query}
-    if not overrides:
+    present = [(q, h) for q, h in RESPONSE_OVERRIDES if q in req.query]
+    if not present:
         return headers
     if req.principal.is_anonymous:
         raise errors.InvalidRequest(
             "Request specific response headers cannot be used for anonymous GET requests.")
+    overrides = {h.lower(): (h, override_value(req.query[q], q)) for q, h in present}
     kept = [(k, v) for k, v in headers if k.lower() not in overrides]
     return kept + list(overrides.values())
 
@@ -178,7 +189,12 @@ def _get_object_once(svc: Services, req: S3Request, head: bool) -> S3Response:
 def delete_object(svc: Services, req: S3Request) -> S3Response:
     check_version_id(req)
     bucket = bucket_for(svc, req, "WRITE")
-    removed = svc.store.apply(DeleteObjects(bucket.name, (req.key,), svc.gc_not_before()))
+    if svc.tasks is not None:  # sync / async write mode (events.md §5)
+        return write_tasks.submit(svc, req, new_task_id(), {"bucket": bucket.name,
+                                                            "key": req.key},
+                                  empty(204), f"/{bucket.name}/{req.key}")
+    removed = svc.store.apply(DeleteObjects(bucket.name, (req.key,), svc.gc_not_before(),
+                                            origin=origin_of(req)))
     gc.collect_now(svc, [ref for _, ref in removed])
     return empty(204)
 
@@ -196,7 +212,13 @@ def put_object_acl(svc: Services, req: S3Request) -> S3Response:
     acl = acl_from_request(svc, req, current.owner, bucket_owner(bucket), for_bucket=False)
     acl_owned = type(acl)(owner=Owner(current.owner.id, current.owner.display_name),
                           grants=acl.grants)
-    svc.store.apply(PutObjectAcl(bucket.name, req.key, acl_to_json(acl_owned)))
+    if svc.tasks is not None:  # sync / async write mode (events.md §5)
+        payload = {"bucket": bucket.name, "key": req.key,
+                   "acl": json.loads(acl_to_json(acl_owned))}
+        return write_tasks.submit(svc, req, new_task_id(), payload, empty(200),
+                                  f"/{bucket.name}/{req.key}")
+    svc.store.apply(PutObjectAcl(bucket.name, req.key, acl_to_json(acl_owned),
+                                 origin=origin_of(req)))
     return empty(200)
 
 

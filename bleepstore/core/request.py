@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bleepstore.model import Principal
+from bleepstore.model import EventOrigin, Principal
 from bleepstore.s3.checksums import DigestResult
 from bleepstore.s3.router import Op
 
@@ -42,6 +42,11 @@ class S3Request:
     scheme: str = "http"
     virtual_host: bool = False
     raw_path: str = ""
+
+
+def origin_of(req: S3Request) -> EventOrigin:
+    """What a change made by ``req`` tells its events (the outbox's ``request_id``)."""
+    return EventOrigin(req.request_id, req.op.value)
 
 
 @dataclass

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bleepstore.config import Config
 from bleepstore.metadata.sqlite import SqliteStore
 from bleepstore.s3.headers import iso_from_datetime
 from bleepstore.storage.backend import StorageBackend
+
+if TYPE_CHECKING:
+    from bleepstore.core.write_tasks import WriteTasks
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,7 @@ class Services:
     store: SqliteStore
     storage: StorageBackend
     config: Config
+    tasks: WriteTasks | None = None  # queue.consistency sync / async (events.md §5)
 
     def gc_not_before(self) -> str:
         delay = self.config.storage.effective_gc_grace_s

@@ -13,6 +13,7 @@ from bleepstore import errors
 from bleepstore.core.request import S3Request
 from bleepstore.core.services import Services
 from bleepstore.model import Upload
+from bleepstore.s3.numbers import parse_bounded
 
 UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PART_NUMBER = 10_000
@@ -20,12 +21,9 @@ MAX_PART_NUMBER = 10_000
 
 def part_number(value: str | None) -> int:
     """``partNumber`` as an int in 1..10000, else InvalidArgument (§14.2)."""
-    digits = value is not None and value.isascii() and value.isdigit()  # not "²"
-    if value is None or not digits or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise errors.InvalidArgument(
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber", ArgumentValue=value)
-    return int(value)
+    return parse_bounded(value, 1, MAX_PART_NUMBER, lambda: errors.InvalidArgument(
+        "Part number must be an integer between 1 and 10000, inclusive",
+        ArgumentName="partNumber", ArgumentValue=value))
 
 
 def load_upload(svc: Services, req: S3Request) -> Upload:

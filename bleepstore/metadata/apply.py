@@ -3,7 +3,8 @@
 Invariants: every handler runs inside the caller's ``BEGIN IMMEDIATE`` transaction
 and either completes or raises (rolling everything back). A handler that drops the
 last reference to a blob records a GC intent in the same transaction; ``stats`` is
-kept in step with every change so nothing ever needs ``COUNT(*)``.
+kept in step with every change so nothing ever needs ``COUNT(*)``; every credential change
+bumps ``credential_generation`` (what the per-worker credential caches watch).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from bleepstore import errors
 from bleepstore.metadata import commands as c
+from bleepstore.metadata.owners import hand_over, reassign_target
 from bleepstore.metadata.rows import (
     BUCKET_COLS,
     CREDENTIAL_COLS,
@@ -39,7 +41,21 @@ def _stats(conn: sqlite3.Connection, *, buckets: int = 0, objects: int = 0,
                  (buckets, objects, size, uploads))
 
 
+class ReplicaConnection(sqlite3.Connection):
+    """A connection that can apply a command without this node's local side effects.
+
+    In cluster mode every node applies every command, but a blob is collected by one node
+    only (cluster.md §4.3): while applying, the Raft applier sets ``collects`` to say which
+    refs this node is responsible for (the proposer's under shared placement, its own
+    under owner placement); None: all of them (embedded mode)."""
+
+    collects: Callable[[str], bool] | None = None
+
+
 def _gc(conn: sqlite3.Connection, ref: str, reason: str, not_before: str) -> None:
+    collects = getattr(conn, "collects", None)
+    if collects is not None and not collects(ref):
+        return
     conn.execute("INSERT INTO blob_gc (data_ref, reason, not_before) VALUES (?, ?, ?) "
                  "ON CONFLICT(data_ref) DO NOTHING", (ref, reason, not_before))
 
@@ -49,18 +65,51 @@ def _require_bucket(conn: sqlite3.Connection, name: str) -> None:
         raise errors.NoSuchBucket(BucketName=name)
 
 
+def _credentials_changed(conn: sqlite3.Connection) -> None:
+    """Every worker's credential cache drops its entries at its next lookup."""
+    conn.execute("UPDATE credential_generation SET value = value + 1 WHERE id = 1")
+
+
+_CREDENTIAL_CHANGED = (
+    "credentials.secret_key IS NOT excluded.secret_key OR "
+    "credentials.owner_id IS NOT excluded.owner_id OR "
+    "credentials.display_name IS NOT excluded.display_name OR "
+    "credentials.active IS NOT excluded.active OR "
+    "COALESCE(excluded.description, credentials.description) IS NOT credentials.description")
+
+
 def put_credential(conn: sqlite3.Connection, cmd: c.PutCredential) -> None:
-    conn.execute(f"INSERT INTO credentials ({cols(CREDENTIAL_COLS)}) "
-                 f"VALUES ({placeholders(CREDENTIAL_COLS)}) ON CONFLICT(access_key_id) DO "
-                 "UPDATE SET secret_key = excluded.secret_key, owner_id = excluded.owner_id, "
-                 "display_name = excluded.display_name, active = excluded.active, "
-                 "description = COALESCE(excluded.description, credentials.description)",
-                 credential_values(cmd.credential))
+    # NOTE: an unchanged credential writes nothing (``WHERE``): every start re-applies the
+    # bootstrap credential, and on a full disk that must not need WAL space.
+    cur = conn.execute(f"INSERT INTO credentials ({cols(CREDENTIAL_COLS)}) "
+                       f"VALUES ({placeholders(CREDENTIAL_COLS)}) ON CONFLICT(access_key_id) "
+                       "DO UPDATE SET secret_key = excluded.secret_key, "
+                       "owner_id = excluded.owner_id, display_name = excluded.display_name, "
+                       "active = excluded.active, "
+                       "description = COALESCE(excluded.description, credentials.description) "
+                       f"WHERE {_CREDENTIAL_CHANGED}", credential_values(cmd.credential))
+    if cur.rowcount > 0:
+        _credentials_changed(conn)
 
 
 def delete_credential(conn: sqlite3.Connection, cmd: c.DeleteCredential) -> bool:
-    cur = conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (cmd.access_key_id,))
-    return cur.rowcount > 0
+    """False when the key is unknown; refuses to leave the user's buckets ownerless."""
+    row = conn.execute("SELECT owner_id FROM credentials WHERE access_key_id = ?",
+                       (cmd.access_key_id,)).fetchone()
+    if row is None:
+        return False
+    old_id = str(row["owner_id"])
+    # NOTE: checked here, not by the caller: a bucket the user creates between a check and
+    # the removal would otherwise be left with an owner no credential holds.
+    buckets = tuple(r[0] for r in conn.execute(
+        "SELECT name FROM buckets WHERE owner_id = ? ORDER BY name", (old_id,)))
+    if cmd.reassign_to is not None:
+        hand_over(conn, buckets, old_id, reassign_target(conn, cmd, old_id))
+    elif buckets:
+        raise c.UserOwnsBuckets(cmd.access_key_id, buckets)
+    conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (cmd.access_key_id,))
+    _credentials_changed(conn)
+    return True
 
 
 def create_bucket(conn: sqlite3.Connection, cmd: c.CreateBucket) -> bool:
@@ -184,7 +233,7 @@ def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> list[str
     """Returns the refs that became garbage (replaced object, the upload's parts)."""
     m = cmd.meta
     _require_upload(conn, cmd.upload_id, m.bucket, m.key)
-    replaced = _replace_object(conn, m, cmd.gc_not_before, None, cmd.if_none_match)
+    replaced = _replace_object(conn, m, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
     _drop_upload(conn, cmd.upload_id, "completed", cmd.gc_not_before)
     conn.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?)",
                  (cmd.upload_id, m.bucket, m.key, m.etag, m.size, cmd.now))
@@ -201,13 +250,15 @@ def abort_upload(conn: sqlite3.Connection, cmd: c.AbortUpload) -> None:
     _drop_upload(conn, cmd.upload_id, cmd.reason, cmd.gc_not_before)
 
 
-def reap_expired_uploads(conn: sqlite3.Connection, cmd: c.ReapExpiredUploads) -> int:
-    ids = [r[0] for r in conn.execute(
-        "SELECT upload_id FROM multipart_uploads WHERE initiated_at < ?",
+def reap_expired_uploads(conn: sqlite3.Connection,
+                         cmd: c.ReapExpiredUploads) -> list[tuple[str, str, str]]:
+    """-> (upload id, bucket, key) of every upload dropped."""
+    reaped = [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT upload_id, bucket, key FROM multipart_uploads WHERE initiated_at < ?",
         (cmd.initiated_before,))]
-    for upload_id in ids:
+    for upload_id, _, _ in reaped:
         _drop_upload(conn, upload_id, "expired", cmd.gc_not_before)
-    return len(ids)
+    return reaped
 
 
 def purge_completed_uploads(conn: sqlite3.Connection, cmd: c.PurgeCompletedUploads) -> int:

@@ -4,14 +4,15 @@ Invariants: a command carries every id and timestamp it needs, so applying it is
 deterministic (the same command is a Raft log entry in cluster mode). Preconditions
 that must be atomic with the write (If-None-Match, If-Match, upload still exists,
 bucket empty) travel inside the command and are checked by ``apply()`` in the
-same transaction.
+same transaction. ``origin`` names the request a change comes from: its events (written
+to the outbox in that same transaction) carry it; None for changes no request made.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bleepstore.model import Bucket, Credential, ObjectMeta, Part, Upload
+from bleepstore.model import Bucket, Credential, EventOrigin, ObjectMeta, Part, Upload
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,24 @@ class PutCredential:
 
 @dataclass(frozen=True)
 class DeleteCredential:
+    """Remove a user. Refused (``UserOwnsBuckets``) while the user owns buckets, unless
+    ``reassign_to`` names an active user who takes them over in the same transaction."""
+
     access_key_id: str
+    reassign_to: str | None = None
+
+
+class UserOwnsBuckets(Exception):
+    """DeleteCredential without ``reassign_to`` for a user who still owns buckets."""
+
+    def __init__(self, access_key_id: str, buckets: tuple[str, ...]) -> None:
+        super().__init__(f"{access_key_id} owns {len(buckets)} bucket(s): "
+                         + ", ".join(buckets))
+        self.access_key_id, self.buckets = access_key_id, buckets
+
+
+class InvalidReassignTarget(Exception):
+    """``reassign_to`` is unknown, inactive, or the user being removed."""
 
 
 @dataclass(frozen=True)
@@ -30,17 +48,20 @@ class CreateBucket:
     max_buckets: int
     # us-east-1 compatibility: re-creating your own bucket answers 200 (s3-api.md §7.2)
     allow_existing_own: bool
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
 class DeleteBucket:
     name: str
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
 class PutBucketAcl:
     name: str
     acl: str
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,7 @@ class PutObject:
     gc_not_before: str
     if_match: str | None = None
     if_none_match: str | None = None
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,7 @@ class DeleteObjects:
     bucket: str
     keys: tuple[str, ...]
     gc_not_before: str
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
@@ -64,11 +87,13 @@ class PutObjectAcl:
     bucket: str
     key: str
     acl: str
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
 class CreateUpload:
     upload: Upload
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,7 @@ class PutPart:
     key: str
     part: Part
     gc_not_before: str
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,8 @@ class CompleteUpload:
     gc_not_before: str
     part_sizes: tuple[int, ...] = ()  # sizes of the listed parts, in order
     if_none_match: str | None = None
+    origin: EventOrigin | None = None  # the request, for its events
+    if_match: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +124,7 @@ class AbortUpload:
     upload_id: str
     gc_not_before: str
     reason: str = "aborted"
+    origin: EventOrigin | None = None  # the request, for its events
 
 
 @dataclass(frozen=True)

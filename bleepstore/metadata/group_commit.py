@@ -5,7 +5,8 @@ Invariants:
   raises (a failed precondition, a missing bucket) is rolled back alone and its exception
   goes to its own caller, exactly as if the commands had been applied one by one.
 - A caller returns only after the COMMIT that contains its command (never acknowledge
-  before commit); if the COMMIT fails, every command of the batch fails with it.
+  before commit); if the COMMIT fails, or SQLite itself rolls the transaction back under
+  a command (SQLITE_FULL, IOERR), every command of the batch fails with that error.
 - No background thread: a waiting caller becomes the leader when nobody leads, applies one
   batch on its own thread-local connection, then wakes the others (leader/follower).
   Under load one WAL fsync covers a whole batch instead of one per command.
@@ -71,11 +72,11 @@ class GroupCommitter:
                 self._apply_one(conn, item)
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for item in batch:
+            for item in batch:  # first: a failing ROLLBACK must not leave one "committed"
                 if item.error is None:
                     item.result, item.error = None, exc
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
         finally:
             for item in batch:
                 item.finished = True
@@ -85,7 +86,8 @@ class GroupCommitter:
         try:
             item.result = self.handler_for(item.cmd)(conn, item.cmd)
         except Exception as exc:  # this command only: its caller gets the exception
+            if not conn.in_transaction:  # SQLite rolled the whole batch back (SQLITE_FULL)
+                raise
             conn.execute("ROLLBACK TO command")
             item.error = exc
-        finally:
-            conn.execute("RELEASE command")
+        conn.execute("RELEASE command")

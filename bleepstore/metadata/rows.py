@@ -17,7 +17,7 @@ LISTING_COLS = ("bucket", "key", "size", "etag", "storage_class", "acl", "last_m
                 "data_ref")
 UPLOAD_COLS = ("upload_id", "bucket", "key", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "owner_id", "owner_display", "initiated_at",
-               "checksum_algorithm", "data_ref", "backend_ref")
+               "checksum_algorithm", "data_ref", "backend_ref", "checksum_type")
 PART_COLS = ("upload_id", "part_number", "size", "etag", "last_modified", "data_ref",
              "checksum_value", "backend_ref")
 BUCKET_COLS = ("name", "region", "owner_id", "owner_display", "acl", "created_at")
@@ -81,13 +81,13 @@ def upload_from_row(row: sqlite3.Row) -> Upload:
         storage_class=row["storage_class"], acl=row["acl"],
         user_metadata=_meta_pairs(row["user_metadata"]),
         checksum_algorithm=row["checksum_algorithm"], data_ref=row["data_ref"],
-        backend_ref=row["backend_ref"])
+        backend_ref=row["backend_ref"], checksum_type=row["checksum_type"])
 
 
 def upload_values(u: Upload) -> tuple[Any, ...]:
     return (u.upload_id, u.bucket, u.key, *_content_values(u.content), u.storage_class,
             u.acl, _meta_json(u.user_metadata), u.owner_id, u.owner_display,
-            u.initiated_at, u.checksum_algorithm, u.data_ref, u.backend_ref)
+            u.initiated_at, u.checksum_algorithm, u.data_ref, u.backend_ref, u.checksum_type)
 
 
 def part_from_row(row: sqlite3.Row) -> Part:

@@ -133,7 +133,87 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (V1,)
+# A one-row counter bumped by apply() in the transaction of every credential change, so
+# every worker's credential cache notices a revocation on its next lookup (auth.md §9).
+V2 = """
+CREATE TABLE IF NOT EXISTS credential_generation (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO credential_generation (id) VALUES (1);
+"""
+
+# The ref a gateway reserves for an upload's result (AWS passthrough, Azure blocks) is
+# looked up by the orphan scan for every blob it lists.
+V3 = """
+CREATE INDEX IF NOT EXISTS idx_uploads_data_ref ON multipart_uploads (data_ref)
+  WHERE data_ref IS NOT NULL;
+"""
+
+# The transactional outbox (events.md §4): a row per event, written in the transaction of
+# the change it describes, deleted once the broker confirmed it.
+V4 = """
+CREATE TABLE IF NOT EXISTS event_outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id TEXT UNIQUE NOT NULL,
+  event_type TEXT NOT NULL,
+  partition_key TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at TEXT NOT NULL,
+  claimed_by TEXT,
+  claimed_until TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_outbox_due ON event_outbox (next_attempt_at, seq);
+"""
+
+# Write tasks (events.md §5.2): the sync / async write modes, node-local.
+V5 = """
+CREATE TABLE IF NOT EXISTS write_tasks (
+  task_id TEXT PRIMARY KEY,
+  operation TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending','running','done','failed','dead')),
+  published INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL,
+  max_retries INTEGER NOT NULL,
+  payload TEXT NOT NULL,
+  data_ref TEXT,
+  request_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  last_error TEXT,
+  result TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_write_tasks_state ON write_tasks (state, updated_at);
+"""
+
+# The checksum type an upload was created with (x-amz-checksum-type: COMPOSITE or
+# FULL_OBJECT); NULL for uploads created before it, read as the algorithm's default.
+# NOTE: ALTER TABLE has no IF NOT EXISTS; the version still cannot half-apply, because
+# SQLite DDL is transactional and the version runs in one transaction with its row.
+V6 = """
+ALTER TABLE multipart_uploads ADD COLUMN checksum_type TEXT
+"""
+
+# Cluster mode (cluster.md §3): the index of the last Raft entry applied to this replica
+# (the guard that makes journal replay and snapshot reinstalls exactly-once) and the
+# members. Both are replicated tables; in embedded mode they stay at their defaults.
+V7 = """
+CREATE TABLE IF NOT EXISTS raft_applied (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  applied_index INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO raft_applied (id) VALUES (1);
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+  node_id TEXT PRIMARY KEY,
+  raft_addr TEXT NOT NULL UNIQUE,
+  api_addr TEXT NOT NULL DEFAULT '',
+  added_at TEXT NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
 LATEST = len(MIGRATIONS)
 
 

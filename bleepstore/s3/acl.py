@@ -171,24 +171,29 @@ def canned_acl(
 
 
 def _canonical_user(raw_id: str, display_names: DisplayNames, arg: str) -> Grantee:
+    """A CanonicalUser grantee; an ID that is not 64 hex digits is 400 InvalidArgument
+    "Invalid id" naming ``arg`` [S3] (never stored as an opaque grantee: S3 refuses it)."""
     cid = raw_id.strip().lower()
     if not _CANONICAL_ID.fullmatch(cid):
         raise InvalidArgument("Invalid id", ArgumentName=arg, ArgumentValue=raw_id)
     return Grantee("CanonicalUser", id=cid, display_name=display_names(cid) or "")
 
 
-def _header_grantee(kind: str, value: str, header: str, names: DisplayNames) -> Grantee:
+def _header_grantee(kind: str, value: str, item: str, header: str,
+                    names: DisplayNames) -> Grantee:
+    """One ``type=value`` of a grant header. [S3] errors name the grantee type (``id``,
+    ``uri``) and its value, or, for an unknown type, the header and the whole item."""
     kind = kind.lower()
     if kind == "id":
-        return _canonical_user(value, names, header)
+        return _canonical_user(value, names, "id")
     if kind == "uri":
         if value not in GROUP_URIS:
-            raise InvalidArgument("Invalid group uri", ArgumentName=header, ArgumentValue=value)
+            raise InvalidArgument("Invalid group uri", ArgumentName="uri", ArgumentValue=value)
         return _group(value)
     if kind == "emailaddress":
         raise UnresolvableGrantByEmailAddress(None, EmailAddress=value)
     raise InvalidArgument(
-        "Argument format not recognized", ArgumentName=header, ArgumentValue=kind
+        "Argument format not recognized", ArgumentName=header, ArgumentValue=item
     )
 
 
@@ -203,8 +208,9 @@ def parse_grant_header(header: str, value: str, names: DisplayNames) -> list[Gra
                 "Argument format not recognized", ArgumentName=header, ArgumentValue=value
             )
         quoted, bare = m.group(2), m.group(3)
+        item = m.group(0).strip().removesuffix(",").rstrip()  # e.g. 'fakekey="1234"'
         grantees.append(_header_grantee(m.group(1), quoted if bare is None else bare,
-                                        header, names))
+                                        item, header, names))
         pos = m.end()
         if pos >= end:
             if m.group(4) == ",":  # trailing comma
@@ -224,7 +230,9 @@ def acl_from_headers(
 ) -> Acl | None:
     """ACL from ``x-amz-acl`` or ``x-amz-grant-*``; None when no ACL header is present.
 
-    Grant headers give exactly the listed grants (the owner is not added) [S3].
+    Grant headers give exactly the listed grants, in the order of ``GRANT_HEADERS`` then
+    of each header's list; the owner is not added [S3]. A canned ACL together with any
+    grant header is 400 InvalidRequest [S3] (docs/decisions.md).
     """
     canned = get("x-amz-acl")
     present = [(h, perm, v) for h, perm in GRANT_HEADERS if (v := get(h)) is not None]
@@ -255,9 +263,13 @@ def _xml_grantee(el: Any, names: DisplayNames) -> Grantee:
         return _canonical_user(cid, names, "CanonicalUser/ID")
     if kind == "Group":
         uri = child_text(el, "URI")
-        if uri not in GROUP_URIS:
+        if not uri:
             raise MalformedACLError()
-        return _group(uri or "")
+        if uri not in GROUP_URIS:
+            # [S3] an unknown group is not a schema error (docs/decisions.md)
+            raise InvalidArgument("Invalid group uri", ArgumentName="Group/URI",
+                                  ArgumentValue=uri)
+        return _group(uri)
     if kind == "AmazonCustomerByEmail":
         raise UnresolvableGrantByEmailAddress(None, EmailAddress=child_text(el, "EmailAddress"))
     raise MalformedACLError()
@@ -287,7 +299,10 @@ def acl_from_xml(body: bytes, current_owner: Owner, display_names: DisplayNames)
     owner_id = child_text(owner_el, "ID")
     if not owner_id:
         raise MalformedACLError()
-    if owner_id.lower() != current_owner.id:
+    if not _CANONICAL_ID.fullmatch(owner_id.strip().lower()):
+        raise InvalidArgument("Invalid id", ArgumentName="CanonicalUser/ID",
+                              ArgumentValue=owner_id)
+    if owner_id.strip().lower() != current_owner.id:
         raise AccessDenied()
     grant_els = list(children(acl_el, "Grant"))
     if len(grant_els) > MAX_GRANTS:

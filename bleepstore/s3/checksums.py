@@ -4,6 +4,10 @@ Sans-I/O. ``integrity_from_headers`` turns request headers into an ``IntegritySp
 the §7 header errors up front); ``PayloadDigester`` hashes the decoded payload as it streams
 and ``finish`` verifies everything in a fixed order.
 
+Multipart checksums (``x-amz-checksum-type``): ``COMPOSITE`` is ``alg(concat(part
+digests))-N``; ``FULL_OBJECT`` is the CRC of the whole object, combined from the parts' CRCs
+and sizes (``combine_crc``, GF(2) polynomial arithmetic: no byte is read again).
+
 Invariants:
 - every digest is computed incrementally over the bytes passed to ``update``; nothing is
   buffered, and there is no per-byte Python work (hashlib / zlib / awscrt do the loops);
@@ -18,14 +22,16 @@ import binascii
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from awscrt import checksums as _crt  # type: ignore[import-untyped,unused-ignore]
 
 from bleepstore.errors import (
     BadDigest,
+    ChecksumMismatch,
     InvalidDigest,
     InvalidRequest,
     MalformedTrailerError,
@@ -186,13 +192,13 @@ class DigestResult:
 class PayloadDigester:
     """Hash a payload as it streams; ``finish`` verifies it against the ``IntegritySpec``."""
 
-    def __init__(self, spec: IntegritySpec, *, need_sha256: bool) -> None:
+    def __init__(self, spec: IntegritySpec) -> None:
         self.spec = spec
         self.size = 0
         # NOTE: MD5 only when Content-MD5 must be checked; the ETag's MD5 is computed once,
         # by the blob writer (hashing every PUT twice halved single-stream throughput).
         self._md5 = hashlib.md5() if spec.content_md5 is not None else None
-        self._sha256 = hashlib.sha256() if need_sha256 or spec.sha256_hex else None
+        self._sha256 = hashlib.sha256() if spec.sha256_hex else None
         alg = spec.checksum_algorithm
         # NOTE: a SHA256 checksum and the payload SHA-256 are the same digest; share it.
         self._checksum: Hasher | None = None
@@ -210,17 +216,11 @@ class PayloadDigester:
         if self._checksum is not None and self._checksum is not self._sha256:
             self._checksum.update(data)
 
-    def sha256_hex(self) -> str:
-        """Hex SHA-256 of everything so far (only when constructed to compute it)."""
-        if self._sha256 is None:
-            raise RuntimeError("PayloadDigester was not asked to compute SHA-256")
-        return self._sha256.hexdigest()
-
     def finish(self, trailers: Mapping[str, str] | None = None) -> DigestResult:
         """Verify in order x-amz-content-sha256, Content-MD5, checksum; return the digests."""
         spec = self.spec
-        if spec.sha256_hex is not None:
-            computed = self.sha256_hex()
+        if spec.sha256_hex is not None and self._sha256 is not None:
+            computed = self._sha256.hexdigest()
             if computed != spec.sha256_hex:
                 raise XAmzContentSHA256Mismatch(
                     ClientComputedContentSHA256=spec.sha256_hex,
@@ -248,5 +248,136 @@ class PayloadDigester:
             expected = decode_checksum(alg, value, trailing=True)
         computed = self._checksum.digest()
         if computed != expected:
-            raise BadDigest(f"The {alg} you specified did not match the calculated checksum.")
+            raise ChecksumMismatch(mismatch_message(alg))
         return base64.b64encode(computed).decode()
+
+
+def mismatch_message(alg: str) -> str:
+    """BadDigest's message for a flexible checksum that does not match."""
+    return f"The {alg} you specified did not match the calculated checksum."
+
+
+# --- multipart checksum types ------------------------------------------------------------
+
+COMPOSITE = "COMPOSITE"
+FULL_OBJECT = "FULL_OBJECT"
+CHECKSUM_TYPES = (COMPOSITE, FULL_OBJECT)
+# [S3] which algorithm allows which type (the "Checking object integrity" table): SHA-1 and
+# SHA-256 only COMPOSITE, CRC64NVME only FULL_OBJECT, CRC32 / CRC32C both.
+TYPES_OF = {"CRC32": CHECKSUM_TYPES, "CRC32C": CHECKSUM_TYPES, "CRC64NVME": (FULL_OBJECT,),
+            "SHA1": (COMPOSITE,), "SHA256": (COMPOSITE,)}
+TYPE_WITHOUT_ALGORITHM_MSG = ("The x-amz-checksum-type header can only be used with the "
+                              "x-amz-checksum-algorithm header.")
+TYPE_INVALID_MSG = "Value for x-amz-checksum-type header is invalid."
+
+
+def default_checksum_type(alg: str) -> str:
+    """[S3] the type of a multipart upload created without ``x-amz-checksum-type``."""
+    return FULL_OBJECT if alg == "CRC64NVME" else COMPOSITE
+
+
+def multipart_checksum_type(alg: str | None, stored: str | None) -> str | None:
+    """The checksum type of an upload: as created, else the algorithm's default."""
+    if alg is None:
+        return None
+    return stored or default_checksum_type(alg)
+
+
+def parse_checksum_type(value: str) -> str:
+    """An ``x-amz-checksum-type`` value (any case) -> ``COMPOSITE`` / ``FULL_OBJECT``."""
+    kind = value.strip().upper()
+    if kind not in CHECKSUM_TYPES:
+        raise InvalidRequest(TYPE_INVALID_MSG)
+    return kind
+
+
+def checksum_type_for_create(alg: str | None, requested: str | None) -> str | None:
+    """CreateMultipartUpload: the upload's checksum type, or InvalidRequest (S3's order:
+    an unknown value, a type without an algorithm, a type the algorithm does not allow)."""
+    kind = parse_checksum_type(requested) if requested is not None else None
+    if alg is None:
+        if kind is not None:
+            raise InvalidRequest(TYPE_WITHOUT_ALGORITHM_MSG)
+        return None
+    if kind is None:
+        return default_checksum_type(alg)
+    if kind not in TYPES_OF[alg]:
+        raise InvalidRequest(f"The {kind} checksum type cannot be used with the "
+                             f"{alg.lower()} checksum algorithm.")
+    return kind
+
+
+def type_mismatch_message(expected: str | None, actual: str | None) -> str:
+    """[S3] a request's checksum algorithm is not the upload's (``null`` for none)."""
+    return (f"Checksum Type mismatch occurred, expected checksum Type: "
+            f"{(expected or 'null').lower()}, actual checksum Type: {(actual or 'null').lower()}")
+
+
+# --- CRC combination (FULL_OBJECT) --------------------------------------------------------
+# The three CRCs are reflected, with init and xorout all ones; for such a CRC
+#   crc(A || B) = crc(A) * x^(8 * len(B)) mod P  xor  crc(B)
+# (zlib's crc32_combine). Polynomials are kept reflected: bit ``width-1`` is x^0.
+
+_REFLECTED_POLY = {"CRC32": (32, 0xEDB88320), "CRC32C": (32, 0x82F63B78),
+                   "CRC64NVME": (64, 0x9A6C9329AC4BC9B5)}
+COMBINABLE = tuple(_REFLECTED_POLY)
+_POWERS = 70  # x^(2^k) for k < 70: byte counts up to 2^66 (8 * n < 2^69)
+
+
+def _multmodp(a: int, b: int, width: int, poly: int) -> int:
+    """a * b mod P, both reflected; ``a`` must not be 0 (no power of x is)."""
+    m = 1 << (width - 1)
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ poly if b & 1 else b >> 1
+
+
+@lru_cache(maxsize=len(_REFLECTED_POLY))
+def _x2n_table(alg: str) -> tuple[int, ...]:
+    """x^(2^k) mod P for k in range(_POWERS)."""
+    width, poly = _REFLECTED_POLY[alg]
+    p = 1 << (width - 2)  # x^1
+    table = []
+    for _ in range(_POWERS):
+        table.append(p)
+        p = _multmodp(p, p, width, poly)
+    return tuple(table)
+
+
+@lru_cache(maxsize=256)  # parts mostly share one size: one power per upload
+def _x8n(alg: str, n: int) -> int:
+    """x^(8n) mod P."""
+    width, poly = _REFLECTED_POLY[alg]
+    table = _x2n_table(alg)
+    p = 1 << (width - 1)  # x^0
+    k = 3  # 8n = n * 2^3
+    while n:
+        if n & 1:
+            p = _multmodp(table[k], p, width, poly)
+        n >>= 1
+        k += 1
+    return p
+
+
+def combine_crc(alg: str, crc1: int, crc2: int, len2: int) -> int:
+    """The CRC of ``A || B`` from ``crc(A)``, ``crc(B)`` and ``len(B)`` (bytes)."""
+    if len2 < 0 or len2 >= 1 << (_POWERS - 3):
+        raise ValueError(f"length out of range: {len2}")
+    if len2 == 0:
+        return crc1
+    width, poly = _REFLECTED_POLY[alg]
+    return _multmodp(_x8n(alg, len2), crc1, width, poly) ^ crc2
+
+
+def full_object_crc(alg: str, parts: Sequence[tuple[bytes, int]]) -> bytes:
+    """The CRC of the concatenation of parts given as ``(crc digest, size)``, in order."""
+    size = DIGEST_SIZES[alg]
+    total = 0
+    for digest, length in parts:
+        total = combine_crc(alg, total, int.from_bytes(digest, "big"), length)
+    return total.to_bytes(size, "big")

@@ -8,6 +8,9 @@ Invariants:
   ``PreconditionFailed``.
 - Dates compare at whole seconds; an unparseable date counts as an absent header.
 - ``get(name)`` is any header lookup returning ``None`` when the header is absent.
+- Writes (PutObject, CompleteMultipartUpload) are not reads: ``If-Match`` is one ETag (or
+  ``*``) compared whole, never a list and never a weak match; ``If-None-Match`` is ``*``
+  only (docs/decisions.md, "Conditional writes").
 """
 
 from __future__ import annotations
@@ -76,14 +79,35 @@ def evaluate_copy_source_conditions(get: HeaderGetter, etag: str,
 
 
 def validate_write_condition_headers(if_none_match: str | None) -> None:
-    """PutObject accepts only ``If-None-Match: *`` (§3.4); anything else is 501."""
+    """PutObject/CompleteMultipartUpload accept only ``If-None-Match: *`` (§3.4): anything
+    else is 501, as S3 answers it (with its ``additionalMessage``)."""
     if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3NotImplemented(Header="If-None-Match")
+        raise S3NotImplemented(
+            Header="If-None-Match",
+            additionalMessage="We don't accept the provided value of If-None-Match header "
+                              "for this API")
+
+
+def write_etag_matches(if_match: str, current_etag: str) -> bool:
+    """A write's ``If-Match`` against the current ETag: ``*``, or that one ETag.
+
+    NOTE: S3 compares the header as one value: ``"a", "b"`` never matches (not even when
+    one of them is current) and ``W/"a"`` is not ``"a"`` (a write needs a strong match).
+    Surrounding quotes are optional, case is ignored (ETags are hex).
+    """
+    value = if_match.strip()
+    if value == "*":
+        return True
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    stored = current_etag.strip().strip('"')
+    return bool(value) and value.lower() == stored.lower()
 
 
 def check_write_preconditions(if_match: str | None, if_none_match: str | None,
                               current_etag: str | None, *, key: str | None = None) -> None:
-    """PutObject conditionals against the current object (``current_etag`` None = absent).
+    """PutObject/CompleteMultipartUpload conditionals against the current object
+    (``current_etag`` None = absent). Runs again inside the commit's transaction.
 
     If-Match is checked first: no object -> ``NoSuchKey``; mismatch -> 412 If-Match.
     Then ``If-None-Match: *`` with an existing object -> 412 If-None-Match.
@@ -91,7 +115,7 @@ def check_write_preconditions(if_match: str | None, if_none_match: str | None,
     if if_match is not None:
         if current_etag is None:
             raise NoSuchKey(Key=key)
-        if not etag_matches(if_match, current_etag):
+        if not write_etag_matches(if_match, current_etag):
             raise PreconditionFailed(Condition="If-Match")
     if if_none_match is not None and current_etag is not None:
         raise PreconditionFailed(Condition="If-None-Match")

@@ -1,4 +1,4 @@
-"""HTTP date and ETag helpers (s3-api.md §4.2, §4.3). Pure, stdlib only.
+"""HTTP date, ETag and header-value helpers (s3-api.md §4.2, §4.3, §3.4, §8.2). Pure.
 
 Invariants:
 - Stored timestamps are ISO 8601 UTC with milliseconds (``2026-02-22T12:00:00.123Z``);
@@ -8,6 +8,11 @@ Invariants:
 - ``parse_http_date`` never raises: anything that is not IMF-fixdate, RFC 850 or asctime
   yields ``None`` so the caller treats the header as absent.
 - ETags are compared after ``normalize_etag`` (no quotes, no ``W/``, lowercase).
+- A request body is framed by ``Content-Length`` or by plain ``chunked`` alone; any other
+  transfer coding is 501 (``check_transfer_encoding``).
+- A ``response-*`` override becomes a header value only without control characters, so it
+  can never split the header or be refused by the server (``override_value``).
+- A stored ``Content-Encoding`` is the one sent, less only an ``aws-chunked`` token.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, datetime
+
+from bleepstore.errors import InvalidArgument, S3NotImplemented
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -30,6 +37,7 @@ _RFC850 = re.compile(
 _ASCTIME = re.compile(
     rf"(?P<wd>[A-Z][a-z]{{2}}) {_MON} (?P<d>[ 0-9][0-9]) {_TIME} (?P<y>[0-9]{{4}})")
 _WEEKDAYS = {_IMF: _DAYS, _RFC850: _LONG_DAYS, _ASCTIME: _DAYS}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 (but HTAB), DEL, C1
 
 
 def iso_from_datetime(dt: datetime) -> str:
@@ -110,3 +118,46 @@ def etag_matches(header_value: str, etag: str) -> bool:
 def quote_etag(hex_digest: str) -> str:
     """The wire (and stored) form of an ETag: the value in double quotes."""
     return f'"{hex_digest}"'
+
+
+def stored_content_encoding(value: str | None) -> str | None:
+    """The ``Content-Encoding`` an object keeps (s3-api.md §8.1, auth.md §6.2).
+
+    The header as sent, byte for byte (``deflate, gzip`` stays ``deflate, gzip``), except
+    that an ``aws-chunked`` token (the framing of the request, not a coding of the object)
+    is cut out with its comma, the rest left as it was. Nothing left, or a blank header:
+    None (nothing is stored).
+    """
+    if value is None or not value.strip(" \t"):
+        return None
+    pieces = value.split(",")
+    kept = [p for p in pieces if p.strip(" \t").lower() != "aws-chunked"]
+    if len(kept) == len(pieces):
+        return value
+    rest = ",".join(kept).strip(" \t")
+    return rest if rest.strip(" \t,") else None
+
+
+def check_transfer_encoding(value: str | None) -> None:
+    """Refuse every transfer coding but plain ``chunked`` (501, as S3 does).
+
+    NOTE: gunicorn removes only the chunked framing and hands over the rest as is: with
+    ``gzip, chunked`` the stored object would be the compressed bytes.
+    """
+    if value is None:
+        return
+    codings = [c.strip(" \t").lower() for c in value.split(",")]
+    if codings != ["chunked"]:
+        raise S3NotImplemented(Header="Transfer-Encoding")
+
+
+def override_value(value: str, param: str) -> str:
+    """A ``response-*`` override as a header value (WSGI: one character per byte).
+
+    Control characters are InvalidArgument (CR/LF would split the header, and the server
+    refuses to send any of them); other text goes out as its UTF-8 bytes.
+    """
+    if _CONTROL.search(value):
+        raise InvalidArgument(f"Invalid value for {param}: control characters are not allowed",
+                              ArgumentName=param, ArgumentValue=value)
+    return value.encode("utf-8", "replace").decode("latin-1")

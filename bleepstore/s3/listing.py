@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from bleepstore.errors import InvalidArgument
 from bleepstore.model import ObjectMeta, Page
+from bleepstore.s3.numbers import INT32_MAX, parse_saturated
 
 MAX_CODE_POINT = "\U0010ffff"
 MIN_BATCH = 32
@@ -242,20 +242,16 @@ def decode_token(token: str) -> str:
                               ArgumentName="continuation-token") from None
 
 
-_INT = re.compile(r"-?[0-9]+")
-_INT_MAX = 2**31 - 1
-
-
 def parse_max_keys(value: str | None, name: str = "max-keys", default: int = 1000,
                    cap: int = 1000) -> int:
     """Parse a page-size parameter: default when absent, capped, 0 allowed."""
     if value is None:
         return default
-    if _INT.fullmatch(value) is None or int(value) > _INT_MAX:
+    number = parse_saturated(value, INT32_MAX, signed=True)
+    if number is None or number > INT32_MAX:
         raise InvalidArgument(f"Provided {name} not an integer or within integer range",
                               ArgumentName=name, ArgumentValue=value)
-    number = int(value)
     if number < 0:
-        raise InvalidArgument(f"Argument {name} must be an integer between 0 and {_INT_MAX}",
+        raise InvalidArgument(f"Argument {name} must be an integer between 0 and {INT32_MAX}",
                               ArgumentName=name, ArgumentValue=value)
     return min(number, cap)

@@ -5,11 +5,13 @@ Invariants:
 - A valid key is 1..1024 UTF-8 bytes and contains only code points XML 1.0 can carry
   (no C0 controls but TAB/LF/CR, no U+FFFE/U+FFFF, no lone surrogates).
 - User metadata comes back lowercased with the full ``x-amz-meta-`` prefix, sorted by
-  name, repeated headers joined with ``,`` in arrival order, values untouched.
+  name, repeated headers joined with ``,`` in arrival order; a value that is US-ASCII is
+  kept as sent, any other is stored (and so returned) RFC 2047-encoded as S3 returns it.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 
@@ -83,10 +85,26 @@ def _wire_len(text: str) -> int:
         return len(text.encode("utf-8", "surrogatepass"))
 
 
+def mail_safe(value: str) -> str:
+    """A metadata value as S3 returns it: as is when US-ASCII, else one RFC 2047 encoded
+    word, ``=?UTF-8?B?<base64>?=`` [S3].
+
+    NOTE: S3 reads the header's bytes as ISO-8859-1 characters and encodes the UTF-8 of
+    those characters (its "double encoding": UTF-8 ``ö`` (C3 B6) comes back as
+    ``=?UTF-8?B?w4PCtg==?=``); a WSGI value is exactly that latin-1 view, so this is
+    the UTF-8 of ``value`` (docs/decisions.md).
+    """
+    if value.isascii():
+        return value
+    data = value.encode("utf-8", "surrogatepass")
+    return f"=?UTF-8?B?{base64.b64encode(data).decode('ascii')}?="
+
+
 def user_metadata_from_headers(
     items: Iterable[tuple[str, str]],
 ) -> tuple[tuple[str, str], ...]:
-    """Collect ``x-amz-meta-*`` headers (§6.3); raise ``MetadataTooLarge`` above 2048 bytes."""
+    """Collect ``x-amz-meta-*`` headers (§6.3); raise ``MetadataTooLarge`` above 2048 bytes
+    (counted on the values as sent); non-ASCII values are stored ``mail_safe``."""
     merged: dict[str, list[str]] = {}
     for name, value in items:
         lowered = name.lower()
@@ -96,4 +114,4 @@ def user_metadata_from_headers(
     size = sum(_wire_len(n[len(META_PREFIX):]) + _wire_len(v) for n, v in result)
     if size > MAX_METADATA_BYTES:
         raise MetadataTooLarge(Size=size, MaxSizeAllowed=MAX_METADATA_BYTES)
-    return result
+    return tuple((name, mail_safe(value)) for name, value in result)

@@ -17,7 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from bleepstore.errors import InvalidArgument, MethodNotAllowed, S3Error, S3NotImplemented
+from bleepstore.errors import (
+    InvalidArgument,
+    InvalidURI,
+    MethodNotAllowed,
+    S3Error,
+    S3NotImplemented,
+)
 from bleepstore.s3.names import validate_bucket_name
 
 
@@ -44,6 +50,7 @@ class Op(enum.Enum):
     GET_OBJECT_ACL = "GetObjectAcl"
     PUT_OBJECT_ACL = "PutObjectAcl"
     GET_OBJECT_TAGGING = "GetObjectTagging"
+    GET_OBJECT_ATTRIBUTES = "GetObjectAttributes"
     CREATE_MULTIPART_UPLOAD = "CreateMultipartUpload"
     UPLOAD_PART = "UploadPart"
     UPLOAD_PART_COPY = "UploadPartCopy"
@@ -88,12 +95,14 @@ def _decode(raw: str, what: str) -> str:
     try:
         return unquote_to_bytes(data).decode("utf-8")
     except UnicodeDecodeError:
+        if what == "path":  # [S3] a key S3 cannot read is the URI it cannot parse
+            raise InvalidURI() from None
         raise InvalidArgument(f"The {what} is not valid UTF-8 after percent-decoding",
                               ArgumentName=what) from None
 
 
 def decode_path_segment(raw: str) -> str:
-    """Percent-decode a raw bucket or key (``+`` literal); bad UTF-8 -> InvalidArgument."""
+    """Percent-decode a raw bucket or key (``+`` literal); bad UTF-8 -> 400 InvalidURI."""
     return _decode(raw, "path")
 
 
@@ -175,6 +184,7 @@ _OBJECT_ROWS = (
     _R("GET", ("acl",), Op.GET_OBJECT_ACL),
     _R("GET", ("uploadId",), Op.LIST_PARTS),
     _R("GET", ("tagging",), Op.GET_OBJECT_TAGGING),
+    _R("GET", ("attributes",), Op.GET_OBJECT_ATTRIBUTES),
     # NOTE: deviation from §2.4 (which answers 501): part reads are routed to the plain
     # read operations, which implement ``partNumber`` themselves.
     _R("GET", ("partNumber",), Op.GET_OBJECT),
@@ -199,9 +209,9 @@ _SERVICE_ROWS = (_R("GET", (), Op.LIST_BUCKETS),)
 _TABLES = {"SERVICE": _SERVICE_ROWS, "BUCKET": _BUCKET_ROWS, "OBJECT": _OBJECT_ROWS}
 
 RECOGNISED_SUBRESOURCES = ("acl", "location", "uploads", "uploadId", "partNumber", "delete",
-                           "versioning", "tagging", "list-type")
+                           "versioning", "tagging", "list-type", "attributes")
 UNSUPPORTED_SUBRESOURCES = frozenset({
-    "accelerate", "analytics", "attributes", "cors", "encryption", "intelligent-tiering",
+    "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
     "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
     "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
     "replication", "requestPayment", "restore", "retention", "select", "torrent",
@@ -227,7 +237,7 @@ def _unsupported(resource: str, method: str, query: Mapping[str, str]) -> str | 
             return name
         if name == "versionId" and method == "PUT":
             return name
-        if name == "tagging" and resource == "BUCKET":
+        if name in ("tagging", "attributes") and resource == "BUCKET":
             return name
     return None
 

@@ -7,9 +7,12 @@ or raises an ``S3Error``.
 Invariants:
 - validation happens in the order the spec lists, so the first problem decides the error;
 - signatures are compared with ``hmac.compare_digest`` only;
-- the canonical request is built from the raw request target, never from a decoded path;
-- header auth without ``x-amz-content-sha256`` is NOT verified by ``authenticate``: the result
-  has ``content_sha256 is None`` and the caller must call ``verify_deferred`` with the body hash.
+- the canonical request is built from the raw request target, never from a decoded path,
+  and hashed as the bytes the client sent (header values are given as their text,
+  undecodable bytes as surrogates: ``canonical_bytes``);
+- a signed request is fully verified by ``authenticate``, before any body byte is read:
+  header auth requires ``x-amz-content-sha256`` [S3], and every ``x-amz-*`` header present
+  must be signed [S3].
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from bleepstore.errors import (
     AuthorizationQueryParametersError,
     InvalidAccessKeyId,
     InvalidArgument,
+    InvalidRequest,
     RequestTimeTooSkewed,
     S3Error,
     S3NotImplemented,
     SignatureDoesNotMatch,
 )
 from bleepstore.model import Credential
+from bleepstore.s3.numbers import INT32_MAX, parse_saturated
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -65,6 +70,13 @@ MSG_PRESIGN_MISSING = (
     "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
     "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters."
 )
+MSG_EXPIRES_NOT_A_NUMBER = "X-Amz-Expires should be a number"
+MSG_EXPIRES_NEGATIVE = "X-Amz-Expires must be non-negative"
+MSG_EXPIRES_OVER_A_WEEK = (
+    "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires "
+    "must be less than 604800 seconds"
+)
+MSG_NO_CONTENT_SHA256 = "Missing required header for this request: x-amz-content-sha256"
 MSG_BAD_SHA256 = (
     "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, "
     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
@@ -118,8 +130,15 @@ def signing_key(secret: str, date: str, region: str) -> bytes:
     return _hmac(_hmac(_hmac(k_date, region), "s3"), "aws4_request")
 
 
+def canonical_bytes(canonical_request: str) -> bytes:
+    """The bytes a canonical request stands for. Header values are the client's text
+    (``SigningRequest.get_header``); wire bytes that were not UTF-8 are surrogates there
+    and come back as the bytes themselves."""
+    return canonical_request.encode("utf-8", "surrogateescape")
+
+
 def string_to_sign(timestamp: str, scope: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    digest = hashlib.sha256(canonical_bytes(canonical_request)).hexdigest()
     return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
@@ -139,8 +158,11 @@ class SigningRequest:
     method: str
     raw_path: str  # path of the raw request target, still percent-encoded
     raw_query: str
-    get_header: Callable[[str], str | None]  # lowercase name -> value or None
+    # lowercase name -> value or None; values as the client signed them, i.e. the text of
+    # the wire bytes (web/environ.py ``wire_text``), not the WSGI latin-1 view
+    get_header: Callable[[str], str | None]
     query: Mapping[str, str]  # first occurrence of each decoded parameter
+    header_names: tuple[str, ...]  # lowercase names of every header present
 
 
 @dataclass(frozen=True)
@@ -269,11 +291,13 @@ def _header_timestamp(req: SigningRequest) -> str:
         raise AccessDenied(MSG_NO_DATE)
     try:
         parsed = email.utils.parsedate_to_datetime(date)
-    except (TypeError, ValueError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        utc = parsed.astimezone(UTC)  # OverflowError past year 9999 (e.g. 9999-12-31 -2359)
+    except (TypeError, ValueError, OverflowError):
         raise AccessDenied(MSG_NO_DATE) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime(ISO_BASIC)
+    # NOTE: %Y is not zero-padded below year 1000 on every platform; basic format needs 4.
+    return f"{utc.year:04d}{utc:%m%dT%H%M%SZ}"
 
 
 def _parse_basic(value: str) -> datetime | None:
@@ -297,8 +321,11 @@ def _header(req: SigningRequest, authorization: str, lookup: Callable[[str], Cre
     if parsed.date != timestamp[:8]:
         raise AuthorizationHeaderMalformed(MSG_CREDENTIAL_DATE)
     declared = req.get_header("x-amz-content-sha256")
-    if declared is not None:
-        check_content_sha256(declared)
+    if declared is None:
+        # NOTE: [S3] without the declared payload hash the signature cannot be checked
+        # before the body is read, and nothing may happen before it is checked.
+        raise InvalidRequest(MSG_NO_CONTENT_SHA256)
+    check_content_sha256(declared)
     cred = _lookup(lookup, parsed.access_key)
     request_time = _parse_basic(timestamp)
     assert request_time is not None  # validated by _header_timestamp
@@ -308,8 +335,6 @@ def _header(req: SigningRequest, authorization: str, lookup: Callable[[str], Cre
     _check_signed_headers(req, parsed)
     key = signing_key(cred.secret_key, parsed.date, parsed.region)
     result = AuthResult(cred, "header", declared, key, timestamp, parsed.scope, parsed.signature)
-    if declared is None:
-        return result  # NOTE: deferred, see verify_deferred
     return _verify(result, req, parsed, declared, drop_signature=False)
 
 
@@ -321,7 +346,9 @@ def _lookup(lookup: Callable[[str], Credential | None], akid: str) -> Credential
 
 
 def _check_signed_headers(req: SigningRequest, parsed: _Parsed) -> None:
-    """§2.3: host must be signed, and every signed header must be present."""
+    """§2.3: host must be signed, every signed header must be present, and every
+    ``x-amz-*`` header present must be signed [S3] — else a captured request or a
+    presigned URL could be replayed with, say, an added x-amz-copy-source or x-amz-acl."""
     names = parsed.signed_headers.split(";")
     missing = "host" not in names or any(req.get_header(n.lower()) is None for n in names)
     if missing:
@@ -329,15 +356,11 @@ def _check_signed_headers(req: SigningRequest, parsed: _Parsed) -> None:
             "There were headers present in the request which were not signed"
             if "host" not in names else "A signed header is missing from the request",
             AWSAccessKeyId=parsed.access_key, SignatureProvided=parsed.signature)
-
-
-def verify_deferred(result: AuthResult, req: SigningRequest, payload_sha256_hex: str) -> None:
-    """Finish header auth that had no x-amz-content-sha256, given the body's hex SHA-256."""
-    if result.credential is None:
-        raise ValueError("verify_deferred needs an authenticated AuthResult")
-    parsed = _parse_authorization(req.get_header("authorization") or "", None)
-    _verify(result, req, replace(parsed, timestamp=result.timestamp), payload_sha256_hex,
-            drop_signature=False)
+    signed = {n.lower() for n in names}
+    unsigned = [n for n in req.header_names if n.startswith("x-amz-") and n not in signed]
+    if unsigned:
+        raise AccessDenied("There were headers present in the request which were not signed",
+                           HeadersNotSigned=", ".join(sorted(unsigned)))
 
 
 # --- signature check shared by all modes (§3) -------------------------------------------
@@ -365,8 +388,10 @@ def _verify(result: AuthResult, req: SigningRequest, parsed: _Parsed, hashed_pay
             return replace(result, canonical_request=creq, string_to_sign=sts)
         first = first or (creq, sts)
     assert first is not None
+    # NOTE: an error document cannot carry surrogates: undecodable bytes show as U+FFFD.
+    shown = canonical_bytes(first[0]).decode("utf-8", "replace")
     raise SignatureDoesNotMatch(AWSAccessKeyId=parsed.access_key, StringToSign=first[1],
-                                SignatureProvided=parsed.signature, CanonicalRequest=first[0])
+                                SignatureProvided=parsed.signature, CanonicalRequest=shown)
 
 
 # --- presigned URLs (§4) -----------------------------------------------------------------
@@ -417,12 +442,17 @@ def _presign_params(q: Mapping[str, str], region: str | None) -> tuple[_Parsed, 
 
 
 def _presign_expires(value: str) -> int:
-    if not value.isdigit() or not value.isascii():
-        raise AuthorizationQueryParametersError("X-Amz-Expires should be a number")
-    expires = int(value)
+    """§4 step 3: an integer in 0..604800, else 400 AuthorizationQueryParametersError with
+    S3's own message (docs/decisions.md: an out-of-range value is a 400, not a 403)."""
+    # NOTE: past the 32-bit integer range X-Amz-Expires is "not a number" (issue 9),
+    # not "more than a week".
+    expires = parse_saturated(value, INT32_MAX, signed=True)
+    if expires is None or abs(expires) > INT32_MAX:
+        raise AuthorizationQueryParametersError(MSG_EXPIRES_NOT_A_NUMBER)
+    if expires < 0:
+        raise AuthorizationQueryParametersError(MSG_EXPIRES_NEGATIVE)
     if expires > MAX_EXPIRES:
-        raise AuthorizationQueryParametersError(
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        raise AuthorizationQueryParametersError(MSG_EXPIRES_OVER_A_WEEK)
     return expires
 
 

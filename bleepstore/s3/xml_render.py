@@ -20,6 +20,7 @@ from typing import Any
 from lxml import etree
 
 from bleepstore.model import Acl, Bucket, ObjectMeta, Owner, Page, Part, Upload
+from bleepstore.s3.checksums import multipart_checksum_type
 from bleepstore.s3.xml import S3NS, XSI, scrub, url_encode_listing, xml_safe
 
 DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -283,6 +284,9 @@ def list_multipart_uploads(
         d.owner(el, "Owner", who)
         d.add(el, "StorageClass", up.storage_class)
         d.add(el, "Initiated", up.initiated_at)
+        d.opt(el, "ChecksumAlgorithm", up.checksum_algorithm)
+        d.opt(el, "ChecksumType", multipart_checksum_type(up.checksum_algorithm,
+                                                          up.checksum_type))
     _common_prefixes(d, common_prefixes, encode)
     return d.bytes()
 
@@ -305,6 +309,8 @@ def list_parts(
     d.owner(d.root, "Owner", who)
     d.add(d.root, "StorageClass", upload.storage_class)
     d.opt(d.root, "ChecksumAlgorithm", upload.checksum_algorithm)
+    d.opt(d.root, "ChecksumType", multipart_checksum_type(upload.checksum_algorithm,
+                                                          upload.checksum_type))
     d.add(d.root, "PartNumberMarker", part_number_marker)
     d.add(d.root, "NextPartNumberMarker", parts[-1].part_number if parts else 0)
     d.add(d.root, "MaxParts", max_parts)
@@ -317,6 +323,51 @@ def list_parts(
         d.add(el, "Size", part.size)
         if upload.checksum_algorithm and part.checksum_value:
             d.add(el, "Checksum" + upload.checksum_algorithm, part.checksum_value)
+    return d.bytes()
+
+
+@dataclass(frozen=True)
+class ObjectPartsPage:
+    """One page of a multipart object's parts for GetObjectAttributes ``ObjectParts``."""
+
+    total: int
+    part_number_marker: int
+    next_part_number_marker: int
+    max_parts: int
+    is_truncated: bool
+    parts: Sequence[tuple[int, int]]  # (PartNumber, Size); empty = no Part elements
+
+
+def object_attributes(
+    *,
+    etag: str | None = None,
+    checksum: tuple[str, str, str] | None = None,
+    parts: ObjectPartsPage | None = None,
+    storage_class: str | None = None,
+    size: int | None = None,
+) -> bytes:
+    """GetObjectAttributesResponse: ETag (unquoted), Checksum (``Checksum<ALG>`` then
+    ``ChecksumType``), ObjectParts, StorageClass, ObjectSize; absent ones left out."""
+    d = _Doc("GetObjectAttributesResponse")
+    d.opt(d.root, "ETag", etag)
+    if checksum is not None:
+        algorithm, value, kind = checksum
+        el = d.add(d.root, "Checksum")
+        d.add(el, "Checksum" + algorithm, value)
+        d.add(el, "ChecksumType", kind)
+    if parts is not None:
+        el = d.add(d.root, "ObjectParts")
+        d.add(el, "PartsCount", parts.total)  # [S3] the model's TotalPartsCount
+        d.add(el, "PartNumberMarker", parts.part_number_marker)
+        d.add(el, "NextPartNumberMarker", parts.next_part_number_marker)
+        d.add(el, "MaxParts", parts.max_parts)
+        d.add(el, "IsTruncated", parts.is_truncated)
+        for number, part_size in parts.parts:
+            p = d.add(el, "Part")
+            d.add(p, "PartNumber", number)
+            d.add(p, "Size", part_size)
+    d.opt(d.root, "StorageClass", storage_class)
+    d.opt(d.root, "ObjectSize", size)
     return d.bytes()
 
 
@@ -356,9 +407,16 @@ def copy_object_result(etag: str, last_modified: str) -> bytes:
     return _etag_result("CopyObjectResult", etag, last_modified)
 
 
-def copy_part_result(etag: str, last_modified: str) -> bytes:
-    """CopyPartResult (§14.3): LastModified, ETag."""
-    return _etag_result("CopyPartResult", etag, last_modified)
+def copy_part_result(etag: str, last_modified: str, checksum_algorithm: str | None = None,
+                     checksum_value: str | None = None) -> bytes:
+    """CopyPartResult (§14.3): LastModified, ETag, then ``Checksum<ALG>`` when the upload has
+    a checksum algorithm."""
+    d = _Doc("CopyPartResult")
+    d.add(d.root, "LastModified", last_modified)
+    d.add(d.root, "ETag", etag)
+    if checksum_algorithm and checksum_value:
+        d.add(d.root, "Checksum" + checksum_algorithm, checksum_value)
+    return d.bytes()
 
 
 def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
@@ -371,14 +429,20 @@ def initiate_multipart_upload(bucket: str, key: str, upload_id: str) -> bytes:
 
 
 def complete_multipart_upload(
-    location: str, bucket: str, key: str, etag: str, *, declaration: bool = True
+    location: str, bucket: str, key: str, etag: str, *, declaration: bool = True,
+    checksum_algorithm: str | None = None, checksum_value: str | None = None,
 ) -> bytes:
-    """CompleteMultipartUploadResult (§14.4); ``declaration=False`` for keep-alive mode."""
+    """CompleteMultipartUploadResult (§14.4); ``declaration=False`` for keep-alive mode.
+    With a checksum: ``Checksum<ALG>`` then ``ChecksumType`` after ``ETag`` (a COMPOSITE
+    value ends in ``-N``, a FULL_OBJECT one does not)."""
     d = _Doc("CompleteMultipartUploadResult")
     d.add(d.root, "Location", location)
     d.add(d.root, "Bucket", bucket)
     d.add(d.root, "Key", key)
     d.add(d.root, "ETag", etag)
+    if checksum_algorithm and checksum_value:
+        d.add(d.root, "Checksum" + checksum_algorithm, checksum_value)
+        d.add(d.root, "ChecksumType", "COMPOSITE" if "-" in checksum_value else "FULL_OBJECT")
     return d.bytes(declaration=declaration)
 
 

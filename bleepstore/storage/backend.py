@@ -52,13 +52,12 @@ class BlobWriter(Protocol):
 
 
 class BlobReader(Protocol):
-    """A bounded view of a blob: a real file (``fileno()`` seeked to the start, for
-    ``sendfile``) that is also an iterator of chunks of at most 1 MiB; neither ``read``
-    nor iteration goes past ``offset + length``. ``close()`` closes the descriptor."""
+    """A bounded view of a blob: an iterator of chunks of at most 1 MiB and a ``read``;
+    neither goes past ``offset + length``. The local backend's reader is also a real file
+    (``fileno()`` seeked to the start) so gunicorn can ``sendfile`` it; a gateway's has no
+    ``fileno`` and is streamed. ``close()`` releases the descriptor or connection."""
 
     def read(self, size: int | None = -1, /) -> bytes: ...
-
-    def fileno(self) -> int: ...
 
     def tell(self) -> int: ...
 
@@ -84,6 +83,9 @@ class StorageBackend(Protocol):
     def size(self, data_ref: str) -> int:
         """Size in bytes; BlobMissing if absent."""
 
+    def holds(self, data_ref: str) -> bool:
+        """This node stores the blob itself (owner placement: only its own refs)."""
+
     def delete(self, data_ref: str) -> None:
         """Idempotent delete of a blob, or of a whole upload for ``upload:<id>`` refs."""
 
@@ -103,14 +105,32 @@ class StorageBackend(Protocol):
         upload_id: str,
         part_number: int,
         byte_range: tuple[int, int] | None,
+        *,
+        need_md5: bool = True,
     ) -> StagedBlob:
-        """New part blob with the source's bytes (or the inclusive range); MD5 always."""
+        """New part blob with the source's bytes (or the inclusive range). ``md5_hex`` may
+        be ``""`` when ``need_md5`` is False (the caller knows it: a whole-object copy)."""
+
+    def import_file(self, path: str, write_id: str) -> str:
+        """Make the blob of ``write_id`` (32 hex; a write task's deterministic id) a copy of
+        the durable file at ``path``, which stays (the caller removes it once the task is
+        settled), and return its ref. Idempotent (a retried task). BlobMissing if neither
+        the file nor the blob exists."""
+
+    def init_upload(self, upload_id: str) -> str | None:
+        """Prepare a new multipart upload before its row is committed; returns the blob ref
+        reserved for its result (kept on the upload row, so the orphan scan spares it), or
+        None when the backend reserves nothing (parts are blobs of their own)."""
 
     def assemble(self, parts: Sequence[Part]) -> StagedBlob:
-        """New object blob = concatenation of the parts' blobs in order; ``md5_hex`` is ``""``."""
+        """New object blob = concatenation of the parts in order; ``md5_hex`` is ``""``.
+        When the result is the upload's reserved ref, a concurrent Complete of the same
+        upload may return that same ref: the caller must not delete it after a failed
+        commit (the orphan scan does, once nothing references it)."""
 
     def check(self) -> None:
-        """Raise OSError if the backend cannot currently store blobs."""
+        """Raise (OSError on disk, an S3Error from a gateway) if the backend cannot
+        currently store blobs."""
 
     def recover(self, live_upload_ids: Callable[[str], bool]) -> RecoveryReport:
         """Node-local startup cleanup: staging files and dead upload leftovers."""

@@ -13,6 +13,8 @@ Invariants:
 - Nothing ever opens an existing blob for writing. The constructor does no I/O (pre-fork);
   directories are also created lazily on first write.
 - ``recover()`` deletes every staging file: call it only at startup, before any writer runs.
+- Out of space (ENOSPC/EDQUOT) while staging, copying or assembling is 503
+  InsufficientStorage, raised after the staging file is gone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import time
 import uuid
@@ -33,7 +34,6 @@ from bleepstore.storage.faults import fault_point
 from bleepstore.storage.localio import (
     HEX2,
     HEX32,
-    MAX_PART_NUMBER,
     NO_LINK,
     OBJECT_REF,
     PART_REF,
@@ -42,12 +42,16 @@ from bleepstore.storage.localio import (
     ByteRange,
     LocalBlobReader,
     LocalBlobWriter,
+    copy_span,
     ensure_dir,
     fsync_dir,
+    new_ref,
     old_files,
     open_ro,
     remove_any,
+    space_refusals,
     subdirs,
+    write_ref,
 )
 
 
@@ -83,16 +87,7 @@ class LocalBackend:
 
     @staticmethod
     def _new_ref(kind: str, upload_id: str | None, part_number: int | None) -> str:
-        w = secrets.token_hex(16)
-        if kind == "object" and upload_id is None and part_number is None:
-            return f"blobs/{w[:2]}/{w[2:4]}/{w}"
-        if kind == "part":
-            if not isinstance(upload_id, str) or not HEX32.fullmatch(upload_id):
-                raise ValueError("upload id must be 32 lowercase hex characters")
-            if type(part_number) is not int or not 1 <= part_number <= MAX_PART_NUMBER:
-                raise ValueError(f"part number must be 1..{MAX_PART_NUMBER}")
-            return f"multipart/{upload_id}/{part_number:05d}-{w}"
-        raise ValueError(f"bad writer kind/arguments: {kind!r}")
+        return new_ref(kind, upload_id, part_number)
 
     def _writer(self, ref: str, md5: bool) -> LocalBlobWriter:
         self._path(ref)  # fail early if the destination tree is unsafe
@@ -108,11 +103,16 @@ class LocalBackend:
     def open_writer(
         self, kind: str, upload_id: str | None = None, part_number: int | None = None
     ) -> LocalBlobWriter:
-        return self._writer(self._new_ref(kind, upload_id, part_number), md5=True)
+        with space_refusals():
+            return self._writer(self._new_ref(kind, upload_id, part_number), md5=True)
 
     def copy(
         self, src_ref: str, byte_range: ByteRange | None = None, *, need_md5: bool
     ) -> StagedBlob:
+        with space_refusals():
+            return self._copy(src_ref, byte_range, need_md5)
+
+    def _copy(self, src_ref: str, byte_range: ByteRange | None, need_md5: bool) -> StagedBlob:
         if byte_range is None and not need_md5:
             staged = self._link_copy(src_ref)
             if staged is not None:
@@ -120,10 +120,12 @@ class LocalBackend:
         return self._stream_copy(src_ref, self._new_ref("object", None, None), byte_range)
 
     def copy_to_part(
-        self, src_ref: str, upload_id: str, part_number: int, byte_range: ByteRange | None
+        self, src_ref: str, upload_id: str, part_number: int, byte_range: ByteRange | None,
+        *, need_md5: bool = True,
     ) -> StagedBlob:
         ref = self._new_ref("part", upload_id, part_number)
-        return self._stream_copy(src_ref, ref, byte_range)
+        with space_refusals():
+            return self._stream_copy(src_ref, ref, byte_range)
 
     def _link_copy(self, src_ref: str) -> StagedBlob | None:
         """Hard-link the immutable source to a new object ref; None if links are unsupported."""
@@ -151,12 +153,7 @@ class LocalBackend:
         src_fd = open_ro(self._path(src_ref))
         try:
             size = os.fstat(src_fd).st_size
-            first, count = 0, size
-            if byte_range is not None:
-                first, last = byte_range
-                if not 0 <= first <= last < size:
-                    raise ValueError(f"byte range {byte_range} outside a {size}-byte blob")
-                count = last - first + 1
+            first, count = copy_span(byte_range, size)
             writer = self._writer(ref, md5=True)
             try:
                 writer.copy_from_fd(src_fd, first, count)
@@ -167,7 +164,33 @@ class LocalBackend:
         finally:
             os.close(src_fd)
 
+    def import_file(self, path: str, write_id: str) -> str:
+        ref = write_ref(write_id)
+        final = self._path(ref)
+        folder = os.path.dirname(final)
+        ensure_dir(folder)
+        try:
+            # NOTE: a link, not a rename: the task's file stays its source until the task
+            # is settled, so a crash between this and the commit (and the orphan scan of
+            # the restart, which removes the unreferenced blob) loses nothing.
+            os.link(path, final)  # pending_dir is on this filesystem (events.md §5.3)
+        except FileExistsError:
+            return ref  # an earlier attempt of this task
+        except FileNotFoundError:
+            if not os.path.exists(final):
+                raise BlobMissing(f"{path} and {ref}") from None
+            return ref
+        fsync_dir(folder)
+        return ref
+
+    def init_upload(self, upload_id: str) -> None:
+        return None  # parts are blobs of their own, assembled into a fresh one
+
     def assemble(self, parts: Sequence[Part]) -> StagedBlob:
+        with space_refusals():
+            return self._assemble(parts)
+
+    def _assemble(self, parts: Sequence[Part]) -> StagedBlob:
         writer = self._writer(self._new_ref("object", None, None), md5=False)
         try:
             for index, part in enumerate(parts):
@@ -205,6 +228,9 @@ class LocalBackend:
     def size(self, data_ref: str) -> int:
         return self._lstat(data_ref)[1].st_size
 
+    def holds(self, data_ref: str) -> bool:
+        return True
+
     def _lstat(self, data_ref: str) -> tuple[str, os.stat_result]:
         """Path and lstat of a blob; BlobMissing if absent, ELOOP if not a regular file."""
         path = self._path(data_ref)
@@ -230,10 +256,16 @@ class LocalBackend:
         os.close(os.open(probe, STAGE_FLAGS, 0o600))
         os.unlink(probe)
 
+    def prepare(self) -> None:
+        """The directory tree, created if missing (nothing else touched: a cluster node
+        shares it with other nodes' writes in progress)."""
+        for folder in (str(self._root), self._join(".tmp"), self._join("blobs"),
+                       self._join("multipart")):
+            ensure_dir(folder)
+
     def recover(self, live_upload_ids: Callable[[str], bool]) -> RecoveryReport:
         tmp, multipart = self._join(".tmp"), self._join("multipart")
-        for folder in (str(self._root), tmp, self._join("blobs"), multipart):
-            ensure_dir(folder)
+        self.prepare()
         staging = 0
         for entry in list(os.scandir(tmp)):
             remove_any(entry.path)

@@ -17,11 +17,13 @@ import hashlib
 import io
 import os
 import re
+import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from bleepstore import errors
 from bleepstore.model import StagedBlob
 from bleepstore.storage.backend import BlobMissing
 from bleepstore.storage.faults import fault_point
@@ -45,6 +47,49 @@ HEX2 = re.compile(r"[0-9a-f]{2}")
 ByteRange = tuple[int, int]  # (first, last), last inclusive
 NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP)
 NO_COPY_FILE_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
+
+
+def write_ref(write_id: str) -> str:
+    """The object ref of a deterministic write id (a write task's: events.md §5.5)."""
+    if not isinstance(write_id, str) or not HEX32.fullmatch(write_id):
+        raise ValueError(f"invalid write id {str(write_id)[:80]!r}")
+    return f"blobs/{write_id[:2]}/{write_id[2:4]}/{write_id}"
+
+
+def new_ref(kind: str, upload_id: str | None = None, part_number: int | None = None) -> str:
+    """A fresh blob ref (the same grammar on disk and in every gateway); no user data."""
+    w = secrets.token_hex(16)
+    if kind == "object" and upload_id is None and part_number is None:
+        return f"blobs/{w[:2]}/{w[2:4]}/{w}"
+    if kind == "part":
+        if not isinstance(upload_id, str) or not HEX32.fullmatch(upload_id):
+            raise ValueError("upload id must be 32 lowercase hex characters")
+        if type(part_number) is not int or not 1 <= part_number <= MAX_PART_NUMBER:
+            raise ValueError(f"part number must be 1..{MAX_PART_NUMBER}")
+        return f"multipart/{upload_id}/{part_number:05d}-{w}"
+    raise ValueError(f"bad writer kind/arguments: {kind!r}")
+
+
+def copy_span(byte_range: ByteRange | None, size: int) -> tuple[int, int]:
+    """(first, count) of an inclusive ``byte_range`` of a ``size``-byte blob (all of it
+    when None); ValueError when the range is not inside the blob."""
+    if byte_range is None:
+        return 0, size
+    first, last = byte_range
+    if not 0 <= first <= last < size:
+        raise ValueError(f"byte range {byte_range} outside a {size}-byte blob")
+    return first, last - first + 1
+
+
+@contextlib.contextmanager
+def space_refusals() -> Iterator[None]:
+    """Out of space (ENOSPC/EDQUOT) while writing a blob is 503 InsufficientStorage."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise errors.InsufficientStorage() from exc
+        raise
 
 
 def fsync_dir(path: str) -> None:

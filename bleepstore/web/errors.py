@@ -2,8 +2,9 @@
 
 Invariants: a client never sees a Falcon error page or a traceback; HEAD, 204 and 304
 responses carry no body; any unexpected exception is logged and becomes InternalError;
-an error answered before a small body was read first reads the rest of it (bounded), so
-the client gets the error rather than a connection reset.
+an error never waits for a request body it did not read: the worker closes such a
+connection with a bounded lingering close (gunicorn_worker.py), so the client still reads
+the error rather than a reset, and a slow client holds no thread.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import falcon
 
 from bleepstore import errors
 from bleepstore.s3 import xml_render as render
-from bleepstore.web.environ import timed_read
 
 log = logging.getLogger("bleepstore.s3")
-
-DRAIN_LIMIT = 1024 * 1024  # unread body an error response still reads before answering
 
 _STATUS_ERRORS: dict[int, type[errors.S3Error]] = {
     400: errors.InvalidRequest,
@@ -37,36 +35,7 @@ def _resource(req: falcon.Request) -> str:
     return str(getattr(req.context, "raw_path", req.path))
 
 
-def _settle_body(req: falcon.Request) -> None:
-    """Read what is left of a small request body that an early error leaves unread.
-
-    NOTE: gunicorn drains at most 64 KiB of an unread body, then closes the socket with
-    the rest unread; the kernel answers with a reset that can destroy the error response
-    before the client reads it (nginx in front then reports 502). A body declared larger
-    than DRAIN_LIMIT is never waited for: EntityTooLarge answers from the headers alone.
-    """
-    env = req.env
-    stream = env.get("wsgi.input")
-    length = str(env.get("CONTENT_LENGTH") or "")
-    chunked = "chunked" in str(env.get("HTTP_TRANSFER_ENCODING", "")).lower()
-    if stream is None or not (length or chunked):
-        return
-    if length.isdigit() and int(length) > DRAIN_LIMIT:
-        return
-    left = DRAIN_LIMIT
-    try:
-        while left > 0:
-            data = timed_read(env, stream, min(64 * 1024, left))
-            if not data:
-                return
-            left -= len(data)
-    except Exception:  # noqa: S110  the client went away or broke the framing
-        return
-
-
 def render_error(req: falcon.Request, resp: falcon.Response, err: errors.S3Error) -> None:
-    if not isinstance(err, errors.RequestTimeout):  # a stalled body is not waited for again
-        _settle_body(req)
     resp.status = falcon.code_to_http_status(err.status)
     for name, value in err.headers.items():
         resp.set_header(name, value)

@@ -20,6 +20,8 @@ import falcon
 from bleepstore import errors
 from bleepstore.config import Config
 from bleepstore.model import Credential, Principal
+from bleepstore.s3 import sigv2
+from bleepstore.s3.headers import check_transfer_encoding
 from bleepstore.s3.names import validate_key
 from bleepstore.s3.router import (
     Address,
@@ -29,12 +31,39 @@ from bleepstore.s3.router import (
     route,
     split_target,
 )
-from bleepstore.s3.sigv4 import SigningRequest, authenticate
+from bleepstore.s3.sigv4 import AuthResult, SigningRequest, authenticate
+from bleepstore.storage.owner import INTERNAL_PATH
 from bleepstore.web.context import request_id_var
-from bleepstore.web.environ import READ_TIMEOUT_KEY, header_getter, raw_target, under_gunicorn
+from bleepstore.web.environ import (
+    READ_TIMEOUT_KEY,
+    header_getter,
+    header_names,
+    raw_target,
+    signing_header_getter,
+    under_gunicorn,
+)
 
 PRESIGN_PARAM = "X-Amz-Algorithm"
 SERVICE_SHAPE = {None: "/", "bucket": "/b", "object": "/b/k"}
+# The Access-Control-Request-Method values S3's preflight takes (case-sensitive).
+PREFLIGHT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+MSG_PREFLIGHT_NO_BUCKET = "CORSResponse: Bucket not found"
+
+
+def preflight_error(get: Callable[[str], str | None], service_root: bool) -> errors.S3Error:
+    """S3's answer to an ``OPTIONS`` (a CORS preflight) that no CORS rule allows, which is
+    every one here: BleepStore has no CORS configuration (``?cors`` is 501).
+
+    Without an ``Origin`` it is 400 BadRequest; with one, 400 for an unknown
+    ``Access-Control-Request-Method``, else 403 AccessForbidden naming the method asked
+    about (``OPTIONS`` when none) and ``ResourceType`` BUCKET, on a key too."""
+    if not get("origin"):
+        return errors.BadRequest()
+    asked = get("access-control-request-method") or "OPTIONS"
+    if asked not in PREFLIGHT_METHODS:
+        return errors.BadRequest(f"Invalid Access-Control-Request-Method: {asked}")
+    message = MSG_PREFLIGHT_NO_BUCKET if service_root else None
+    return errors.AccessForbidden(message, Method=asked, ResourceType="BUCKET")
 
 
 def new_request_id() -> str:
@@ -51,6 +80,8 @@ class S3Front:
     def __init__(self, config: Config, lookup: Callable[[str], Credential | None]) -> None:
         self.config = config
         self.lookup = lookup
+        self._owner_placement = (config.metadata.engine == "raft"
+                                 and config.cluster.data_placement == "owner")
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = req.context
@@ -72,21 +103,34 @@ class S3Front:
             req.path = raw_path if known else "/admin/_not_found"
             ctx.service = True
             return
+        if raw_path == INTERNAL_PATH and self._owner_placement:
+            ctx.service = True  # node to node, with the cluster secret (web/cluster.py)
+            req.path = raw_path
+            return
         ctx.service = (is_service_endpoint(raw_path) and ctx.header("authorization") is None
-                       and PRESIGN_PARAM not in raw_query and not self._virtual(ctx.header))
+                       and PRESIGN_PARAM not in raw_query and not sigv2.query_signed(raw_query)
+                       and not self._virtual(ctx.header))
         if ctx.service:
             req.path = raw_path
             return
+        if req.method == "OPTIONS":
+            # NOTE: S3 answers a preflight before authentication and routing, so an
+            # OPTIONS on a presigned URL is a CORS refusal, not SignatureDoesNotMatch or 405
+            # (docs/decisions.md).
+            raise preflight_error(ctx.header, self._service_root(ctx, raw_path))
+        # NOTE: [S3] before anything reads a body: gunicorn removes only the chunked framing
+        # and would hand over the rest (``gzip, chunked``) as is.
+        check_transfer_encoding(ctx.header("transfer-encoding"))
         query = parse_query(raw_query)
         ctx.query = query
         address = resolve_address(ctx.header("host"), raw_path,
                                   self.config.server.virtual_host_domains)
         ctx.address = address
-        ctx.sreq = SigningRequest(req.method, raw_path, raw_query, ctx.header, query)
-        ctx.auth = authenticate(ctx.sreq, self.lookup, now=datetime.now(UTC),
-                                clock_skew_s=self.config.auth.clock_skew_s,
-                                server_region=self.config.server.region,
-                                enforce_region=self.config.auth.enforce_region)
+        # NOTE: signatures are checked over header values as the client sent their bytes
+        # (a non-ASCII x-amz-meta-* value is UTF-8 on the wire, latin-1 in the environ).
+        ctx.sreq = SigningRequest(req.method, raw_path, raw_query,
+                                  signing_header_getter(ctx.header), query, header_names(env))
+        ctx.auth = self._authenticate(ctx.sreq, address)
         cred = ctx.auth.credential
         if cred is not None:
             ctx.principal = Principal(cred.owner_id, cred.display_name, cred.access_key_id)
@@ -94,6 +138,20 @@ class S3Front:
         if address.key is not None:
             validate_key(address.key)
         req.path = self._shape(address)
+
+    def _authenticate(self, sreq: SigningRequest, address: Address) -> AuthResult:
+        """SigV4 (the default everywhere), or SigV2 for an ``AWS`` Authorization header or a
+        ``Signature`` query parameter; either way before any lookup or body byte, and the
+        same credential lookup, so both authenticate the same principal."""
+        now = datetime.now(UTC)
+        auth = self.config.auth
+        if sigv2.applies(sreq):
+            return sigv2.authenticate(
+                sreq, self.lookup, now=now, clock_skew_s=auth.clock_skew_s,
+                virtual_bucket=address.bucket if address.virtual_host else None)
+        return authenticate(sreq, self.lookup, now=now, clock_skew_s=auth.clock_skew_s,
+                            server_region=self.config.server.region,
+                            enforce_region=auth.enforce_region)
 
     def _admin_port(self, env: dict[str, Any]) -> bool:
         admin_port = self.config.server.admin_port
@@ -105,6 +163,15 @@ class S3Front:
         except (OSError, KeyError, ValueError, TypeError, IndexError):
             return False
         return port == admin_port
+
+    def _service_root(self, ctx: Any, raw_path: str) -> bool:
+        """True when the request names no bucket; sets ``ctx.address`` when it resolves."""
+        try:
+            ctx.address = resolve_address(ctx.header("host"), raw_path,
+                                          self.config.server.virtual_host_domains)
+        except errors.S3Error:
+            return False
+        return bool(ctx.address.bucket is None)
 
     def _virtual(self, get: Callable[[str], str | None]) -> bool:
         try:

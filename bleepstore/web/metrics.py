@@ -27,6 +27,45 @@ def _multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+def _allocate(fd: int, size: int) -> None:
+    os.posix_fallocate(fd, 0, max(size, os.fstat(fd).st_size))
+
+
+def install_allocating_mmap() -> None:
+    """Make prometheus_client allocate its per-process files' blocks before using them.
+
+    NOTE: it grows them with truncate() (sparse) and writes through mmap: on a full disk
+    the first write to a new page is a SIGBUS that kills the worker, and every respawned
+    worker died the same way (issue 9). With the blocks allocated first, a full disk is an
+    OSError when a metric is first created, which ``observe`` swallows.
+    """
+    from prometheus_client import mmap_dict, values
+
+    base = mmap_dict.MmapedDict
+    if getattr(getattr(values, "MmapedDict", None), "allocating", False):
+        return
+    initial = int(getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 20))
+
+    class AllocatingMmapedDict(base):  # type: ignore[misc, valid-type]
+        allocating = True
+
+        def __init__(self, filename: str, read_mode: bool = False) -> None:
+            if not read_mode:
+                fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    _allocate(fd, initial)
+                finally:
+                    os.close(fd)
+            super().__init__(filename, read_mode)
+
+        def _init_value(self, key: str) -> None:
+            if self._used + len(key.encode()) + 64 > self._capacity:
+                _allocate(self._f.fileno(), self._capacity * 2)
+            super()._init_value(key)
+
+    values.MmapedDict = AllocatingMmapedDict  # type: ignore[attr-defined]
+
+
 class StatsCollector:
     """Scrape-time gauges from the metadata ``stats`` row."""
 
@@ -52,6 +91,8 @@ class Metrics:
         # used for exposition; a private registry keeps create_app() re-entrant in tests.
         self.registry = CollectorRegistry()
         reg = None if _multiprocess() else self.registry
+        if reg is None:
+            install_allocating_mmap()
         self.http_requests = Counter("bleepstore_http_requests_total", "HTTP requests",
                                      ["method", "path", "status"], registry=reg)
         self.http_duration = Histogram("bleepstore_http_request_duration_seconds",
@@ -65,13 +106,27 @@ class Metrics:
                                   ["operation", "status"], registry=reg)
         self.errors = Counter("bleepstore_s3_errors_total", "S3 error codes returned",
                               ["code"], registry=reg)
-        self.bytes_in = Counter("bleepstore_bytes_received_total", "Request payload bytes",
-                                registry=reg)
-        self.bytes_out = Counter("bleepstore_bytes_sent_total", "Response body bytes",
-                                 registry=reg)
-        self._stats_collector = StatsCollector(stats)
-        if reg is not None:
-            reg.register(self._stats_collector)
+        self._registry_or_none = reg
+        # NOTE: created on first use: an unlabelled counter opens its mmap file when it is
+        # constructed, and on a full disk that must fail a metric update, not the app.
+        self._byte_counters: tuple[Counter, Counter] | None = None
+        self._collectors: list[Any] = []
+        self.add_collector(StatsCollector(stats))
+
+    def add_collector(self, collector: Any) -> None:
+        """A scrape-time collector (one source of truth read at each scrape)."""
+        self._collectors.append(collector)
+        if self._registry_or_none is not None:
+            self._registry_or_none.register(collector)
+
+    def _bytes(self) -> tuple[Counter, Counter]:
+        if self._byte_counters is None:
+            reg = self._registry_or_none
+            self._byte_counters = (
+                Counter("bleepstore_bytes_received_total", "Request payload bytes",
+                        registry=reg),
+                Counter("bleepstore_bytes_sent_total", "Response body bytes", registry=reg))
+        return self._byte_counters
 
     def observe(self, *, method: str, path: str, status: int, duration: float,
                 bytes_in: int, bytes_out: int, operation: str | None,
@@ -81,8 +136,9 @@ class Metrics:
             self.http_duration.labels(method, path).observe(duration)
             self.request_size.labels(method, path).observe(bytes_in)
             self.response_size.labels(method, path).observe(bytes_out)
-            self.bytes_in.inc(bytes_in)
-            self.bytes_out.inc(bytes_out)
+            counter_in, counter_out = self._bytes()
+            counter_in.inc(bytes_in)
+            counter_out.inc(bytes_out)
             if operation is not None:
                 self.operations.labels(operation, "error" if status >= 400 else "success").inc()
             if error_code:
@@ -97,7 +153,8 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            registry.register(self._stats_collector)
+            for collector in self._collectors:
+                registry.register(collector)
         else:
             registry = self.registry
         encoder, content_type = choose_encoder(accept or "")

@@ -1,5 +1,5 @@
 """The request payload as core sees it: bounded reads of the decoded bytes, with
-aws-chunked decoding, digests and (deferred) signature checks done on the way.
+aws-chunked decoding, digests and chunk signature checks done on the way.
 
 Invariants: nothing is read whole; the WSGI input is never read past Content-Length;
 a body shorter than declared is IncompleteBody; ``finish()`` verifies every integrity
@@ -19,8 +19,10 @@ from bleepstore.s3.checksums import (
     integrity_from_headers,
 )
 from bleepstore.s3.chunked import AwsChunkedDecoder
-from bleepstore.s3.sigv4 import AuthResult, ChunkSignatureChain, SigningRequest, verify_deferred
-from bleepstore.web.environ import timed_read
+from bleepstore.s3.numbers import INT64_MAX, parse_saturated
+from bleepstore.s3.sigv4 import AuthResult, ChunkSignatureChain
+from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
+from bleepstore.web.environ import CONTINUE_KEY, timed_read
 
 READ_BLOCK = 1024 * 1024
 SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
@@ -28,7 +30,11 @@ SIGNED_STREAMING = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
 
 
 class RawBody:
-    """The undecoded request body, bounded by Content-Length when there is one."""
+    """The undecoded request body, bounded by Content-Length when there is one.
+
+    While it is being read, the worker's ``BodyRateWatch`` (when the environ has one) may
+    cut a body that arrives slower than ``server.min_body_rate_bytes_s``: RequestTimeout.
+    """
 
     def __init__(self, stream: BinaryIO, length: int | None,
                  environ: dict[str, Any] | None = None) -> None:
@@ -37,40 +43,61 @@ class RawBody:
         self._left = length
         self.length = length
         self.received = 0
+        self._watch: BodyRateWatch | None = self._environ.get(BODY_WATCH_KEY)
+        self._sock = self._environ.get("gunicorn.socket")
+        self._watching = False
 
     def read(self, size: int) -> bytes:
         if self._left is not None:
             size = min(size, self._left)
             if size <= 0:
                 return b""
-        data = timed_read(self._environ, self._stream, size)
-        if self._left is not None:
-            if not data:
+        self._watch_begin()
+        try:
+            data = timed_read(self._environ, self._stream, size)
+            if self._left is not None and not data:
                 raise errors.IncompleteBody()
+        except errors.S3Error:
+            if self._cut():
+                raise errors.RequestTimeout() from None
+            raise
+        if self._left is not None:
             self._left -= len(data)
         self.received += len(data)
+        if not data or self._left == 0:
+            self._watch_end()
         return data
+
+    def _watch_begin(self) -> None:
+        send_continue = self._environ.pop(CONTINUE_KEY, None)
+        if send_continue is not None:
+            send_continue()
+        if not self._watching and self._watch is not None and self._sock is not None:
+            self._watch.begin(self._sock)
+            self._watching = True
+
+    def _watch_end(self) -> None:
+        if self._watching and self._watch is not None and self._sock is not None:
+            self._watch.end(self._sock)
+            self._watching = False
+
+    def _cut(self) -> bool:
+        return (self._watching and self._watch is not None and self._sock is not None
+                and self._watch.tripped(self._sock))
 
 
 class RequestPayload:
     """Implements ``core.request.Payload`` over a WSGI input stream."""
 
     def __init__(self, raw: RawBody, spec: IntegritySpec, *, decoder: AwsChunkedDecoder | None,
-                 declared_length: int | None, deferred: tuple[AuthResult, SigningRequest] | None
-                 ) -> None:
+                 declared_length: int | None) -> None:
         self._raw = raw
         self._decoder = decoder
-        self._deferred = deferred
-        self._digester = PayloadDigester(spec, need_sha256=deferred is not None)
+        self._digester = PayloadDigester(spec)
         self._pending = b""
         self._eof = False
         self._result: DigestResult | None = None
         self.declared_length = declared_length
-
-    @property
-    def deferred(self) -> bool:
-        """True while header auth still waits for the body hash (no x-amz-content-sha256)."""
-        return self._deferred is not None
 
     def _fill(self, size: int) -> None:
         while not self._pending and not self._eof:
@@ -95,9 +122,6 @@ class RequestPayload:
         trailers = self._decoder.finish() if self._decoder else None
         if self.declared_length is not None and self._digester.size != self.declared_length:
             raise errors.IncompleteBody()
-        if self._deferred is not None:
-            auth, sreq = self._deferred
-            verify_deferred(auth, sreq, self._digester.sha256_hex())
         self._result = self._digester.finish(trailers)
         return self._result
 
@@ -105,12 +129,13 @@ class RequestPayload:
 def _int_header(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if not (value.isascii() and value.strip().isdigit()):  # "²".isdigit() is True
+    number = parse_saturated(value.strip(), INT64_MAX)  # not "²", not 5,000 digits
+    if number is None or number > INT64_MAX:
         raise errors.InvalidArgument(f"Invalid {name}", ArgumentName=name, ArgumentValue=value)
-    return int(value)
+    return number
 
 
-def build_payload(environ: dict[str, Any], get: Any, auth: AuthResult, sreq: SigningRequest,
+def build_payload(environ: dict[str, Any], get: Any, auth: AuthResult,
                   *, needs_body: bool) -> RequestPayload:
     """Wire raw body -> (aws-chunked decoder) -> digests for one request."""
     length = _int_header(environ.get("CONTENT_LENGTH"), "Content-Length")
@@ -139,6 +164,4 @@ def build_payload(environ: dict[str, Any], get: Any, auth: AuthResult, sreq: Sig
         declared_length = decoded
     else:
         declared_length = None if chunked_te else (length or 0)
-    deferred = (auth, sreq) if auth.mode == "header" and declared is None else None
-    return RequestPayload(raw, spec, decoder=decoder, declared_length=declared_length,
-                          deferred=deferred)
+    return RequestPayload(raw, spec, decoder=decoder, declared_length=declared_length)

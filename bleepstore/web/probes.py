@@ -35,6 +35,7 @@ class Health:
         self.services = services
         self._last_quick_check = 0.0
         self.extra_checks: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.readiness_checks = ["metadata", "storage"]  # + "cluster" in cluster mode
 
     def _metadata(self) -> None:
         store = self.services.store
@@ -46,7 +47,8 @@ class Health:
 
     def checks(self) -> dict[str, dict[str, Any]]:
         checks = {"metadata": _timed(self._metadata),
-                  "storage": _timed(self.services.storage.check)}
+                  "storage": {**_timed(self.services.storage.check),
+                              "backend": self.services.config.storage.backend}}
         # NOTE: rows whose blob is missing (storage.md §5.5) are reported, not fatal: the
         # rest of the store still serves, so the check stays "ok" and carries the count.
         try:
@@ -61,7 +63,7 @@ class Health:
 
     def ready(self) -> bool:
         checks = self.checks()
-        return all(checks[c]["status"] == "ok" for c in ("metadata", "storage"))
+        return all(checks[c]["status"] == "ok" for c in self.readiness_checks)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "application/json"

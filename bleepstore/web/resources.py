@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import falcon
 
-from bleepstore.core import buckets, copy, listing, multipart, objects
+from bleepstore.core import attributes, buckets, copy, listing, multipart, objects
 from bleepstore.core.request import S3Request, S3Response
 from bleepstore.core.services import Services
 from bleepstore.s3.router import Op
@@ -41,6 +41,7 @@ OPERATIONS: dict[Op, Handler] = {
     Op.GET_OBJECT_ACL: objects.get_object_acl,
     Op.PUT_OBJECT_ACL: objects.put_object_acl,
     Op.GET_OBJECT_TAGGING: objects.get_object_tagging,
+    Op.GET_OBJECT_ATTRIBUTES: attributes.get_object_attributes,
     Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
     Op.UPLOAD_PART: multipart.upload_part,
     Op.UPLOAD_PART_COPY: multipart.upload_part_copy,
@@ -51,15 +52,12 @@ OPERATIONS: dict[Op, Handler] = {
 
 PAYLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART, Op.DELETE_OBJECTS,
                          Op.COMPLETE_MULTIPART_UPLOAD})
-# Operations that read their body and call ``payload.finish()`` before committing anything.
-BODY_OPS = PAYLOAD_OPS | {Op.CREATE_BUCKET, Op.PUT_BUCKET_ACL, Op.PUT_OBJECT_ACL}
 
 
 def _s3_request(req: falcon.Request) -> S3Request:
     ctx = req.context
     address = ctx.address
-    payload = build_payload(req.env, ctx.header, ctx.auth, ctx.sreq,
-                            needs_body=ctx.op in PAYLOAD_OPS)
+    payload = build_payload(req.env, ctx.header, ctx.auth, needs_body=ctx.op in PAYLOAD_OPS)
     return S3Request(
         op=ctx.op, method=req.method, bucket=address.bucket or "", key=address.key or "",
         query=ctx.query, header=ctx.header, header_items=header_items(req.env),
@@ -93,18 +91,7 @@ class S3Resource:
         self.services = services
 
     def _dispatch(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
-        sreq = _s3_request(req)
-        payload = sreq.payload
-        # NOTE: header auth without x-amz-content-sha256 is verified only once the body is
-        # hashed (auth.md §3.1). An operation that ignores its body must not run before
-        # that: verify first. A body operation verifies at finish(), before its commit;
-        # whatever path it took, no success leaves here unverified.
-        deferred = getattr(payload, "deferred", False)
-        if deferred and req.context.op not in BODY_OPS:
-            payload.finish()
-        out = OPERATIONS[req.context.op](self.services, sreq)
-        if deferred:
-            payload.finish()  # a no-op when the operation already finished it
+        out = OPERATIONS[req.context.op](self.services, _s3_request(req))
         write_response(req, resp, out)
 
     on_get = on_head = on_put = on_post = on_delete = _dispatch

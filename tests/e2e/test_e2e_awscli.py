@@ -93,12 +93,11 @@ def curl(url: str) -> tuple[int, bytes]:
 
 
 def _check_presign(aws: AwsCli, uri: str, data: bytes, tmp_path: Path) -> None:
-    """aws CLI v1 presigns with SigV2 unless told otherwise: BleepStore refuses SigV2 query
-    auth (InvalidArgument, never anonymous); with s3v4 the URL fetches the exact bytes."""
+    """aws CLI v1 presigns with SigV2 unless told otherwise; with s3v4 too, the URL fetches
+    the exact bytes."""
     default = aws("s3", "presign", uri, "--expires-in", "120").stdout.strip()
+    assert curl(default) == (200, data)
     if "X-Amz-Algorithm" not in default:
-        status, body = curl(default)
-        assert status == 400 and b"<Code>InvalidArgument</Code>" in body
         with (tmp_path / "aws" / "config").open("a") as cfg:  # the s3 section is last
             cfg.write("  signature_version = s3v4\n")
     url = aws("s3", "presign", uri, "--expires-in", "120").stdout.strip()

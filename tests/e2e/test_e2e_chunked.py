@@ -103,6 +103,26 @@ def test_content_encoding_aws_chunked_alone_is_not_stored(server: Server, s3: An
     assert "content-encoding" not in got["ResponseMetadata"]["HTTPHeaders"]
 
 
+def test_content_encoding_is_kept_as_sent_but_the_aws_chunked_token(server: Server, s3: Any,
+                                                                      bucket: str) -> None:
+    """[S3] Content-Encoding comes back byte for byte; with aws-chunked framing only that
+    token goes, whatever else was sent stays as it was (docs/decisions.md)."""
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x", ContentEncoding="deflate, gzip")
+    assert s3.head_object(Bucket=bucket, Key="plain")["ContentEncoding"] == "deflate, gzip"
+    got = s3.get_object(Bucket=bucket, Key="plain")
+    assert got["ResponseMetadata"]["HTTPHeaders"]["content-encoding"] == "deflate, gzip"
+    for sent, stored in (("aws-chunked, deflate, gzip", "deflate, gzip"),
+                         ("deflate, aws-chunked, gzip", "deflate, gzip"),
+                         ("aws-chunked, gzip", "gzip")):
+        put = streaming_put(host(server), f"/{bucket}/framed", b"hello chunks", SIGNED,
+                            chunk_size=5, extra={"Content-Encoding": sent})
+        reply = send(server.endpoint, "PUT", put.target, put.headers, put.frames)
+        assert reply.status == 200, reply.body
+        head = s3.head_object(Bucket=bucket, Key="framed")
+        assert head["ContentEncoding"] == stored, sent
+        assert head["ContentLength"] == len(b"hello chunks")
+
+
 def test_empty_payload_signed(server: Server, s3: Any, bucket: str) -> None:
     put = streaming_put(host(server), f"/{bucket}/obj", b"", SIGNED_TRAILER, trailer=CRC)
     reply = send(server.endpoint, "PUT", put.target, put.headers, put.frames)

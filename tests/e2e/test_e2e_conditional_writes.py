@@ -65,8 +65,26 @@ def test_if_none_match_other_than_star_is_not_implemented(server: Server, s3: An
     resp = send(server.endpoint, "PUT", f"/{bucket}/k", body=b"x",
                 headers={"If-None-Match": '"abc"'})
     assert resp.status == 501
-    assert etree.fromstring(resp.body).findtext("Code") == "NotImplemented"
+    root = etree.fromstring(resp.body)
+    assert root.findtext("Code") == "NotImplemented"
+    assert root.findtext("Header") == "If-None-Match"
+    assert root.findtext("additionalMessage") == (
+        "We don't accept the provided value of If-None-Match header for this API")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_if_match_is_one_strong_etag(s3: Any, bucket: str) -> None:
+    """[S3] a write's If-Match is compared whole: a list that names the current ETag, or the
+    current ETag marked weak, is 412; unquoted is fine (docs/decisions.md)."""
+    v1 = s3.put_object(Bucket=bucket, Key="m", Body=b"v1")["ETag"]
+    for value in (f'"{"0" * 32}", {v1}', f"{v1}, {v1}", "W/" + v1, f"*, {v1}"):
+        status, code, err = failure(s3.put_object, Bucket=bucket, Key="m", Body=b"no",
+                                    IfMatch=value)
+        assert (status, code, err.get("Condition")) == (412, "PreconditionFailed",
+                                                        "If-Match"), value
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"v1"
+    s3.put_object(Bucket=bucket, Key="m", Body=b"v2", IfMatch=v1.strip('"'))
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"v2"
 
 
 def test_racing_create_only_writers_exactly_one_wins(server: Server, s3: Any,

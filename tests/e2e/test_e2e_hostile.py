@@ -13,7 +13,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import socket
 import sqlite3
 import time
@@ -29,15 +28,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from support.chunked_signer import Signer
 from support.clients import boto3_client
+from support.layout import ALLOWED
 from support.server import ACCESS_KEY, SECRET_KEY, Server
 from support.signed import RawResponse, send
 
 BODY_TIMEOUT_S = 2
 MIB = 1024 * 1024
-BLOB = re.compile(r"objects/blobs/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}")
-ALLOWED = [BLOB, re.compile(r"objects/multipart/[0-9a-f]{32}/[0-9]{5}-[0-9a-f]{32}"),
-           re.compile(r"objects/\.tmp/[0-9a-f]{32}"), re.compile(r"metadata\.db(-wal|-shm)?"),
-           re.compile(r"prometheus/[a-z_]+_[0-9]+\.db"), re.compile(r"spool/[^/]+")]
 
 
 def code_of(resp: RawResponse) -> str:

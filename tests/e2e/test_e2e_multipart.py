@@ -13,6 +13,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 from support.raw import send
+from support.stored import part_blobs
 
 MiB = 1024 * 1024
 A5 = b"a" * (5 * MiB)
@@ -48,20 +49,16 @@ def complete(s3: Any, bucket: str, key: str, uid: str, parts: list[dict[str, Any
                                         MultipartUpload={"Parts": parts}, **kw)
 
 
-def upload_dir(server: Any, uid: str) -> Path:
-    return Path(server.data) / "objects" / "multipart" / uid
-
-
 def test_composite_etag_known_value_and_result_document(server: Any, s3: Any,
                                                         bucket: str) -> None:
     uid, parts = upload_parts(s3, bucket, "dir/big file", [A5, b"b"])
     assert parts[0]["ETag"] == md5q(A5)
-    assert upload_dir(server, uid).is_dir()
+    assert len(part_blobs(server, uid)) == 2
     done = complete(s3, bucket, "dir/big file", uid, parts)
     assert done["ETag"] == '"e5a8c5272b26fc10581a21089559b006-2"'
     assert done["Bucket"] == bucket and done["Key"] == "dir/big file"
     assert done["Location"] == f"{server.endpoint}/{bucket}/dir/big%20file"
-    assert not upload_dir(server, uid).exists()  # parts released after the commit
+    assert part_blobs(server, uid) == []  # parts released after the commit
     got = s3.get_object(Bucket=bucket, Key="dir/big file")
     assert got["ETag"] == done["ETag"] and got["ContentLength"] == len(A5) + 1
     assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(A5 + b"b").digest()
@@ -155,7 +152,7 @@ def test_resent_part_replaces_the_earlier_one(server: Any, s3: Any, bucket: str)
     listed = s3.list_parts(Bucket=bucket, Key="re", UploadId=uid)["Parts"]
     assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [
         (1, md5q(A5), len(A5)), (2, second, 7)]
-    assert len([p for p in os.listdir(upload_dir(server, uid)) if p.startswith("00002-")]) == 1
+    assert len([p for p in part_blobs(server, uid) if p.startswith("00002-")]) == 1
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         complete(s3, bucket, "re", uid, parts)  # the replaced ETag is no longer valid
     assert code_of(exc) == "InvalidPart"
@@ -238,7 +235,8 @@ def test_complete_bodies_and_unknown_uploads(server: Any, s3: Any, bucket: str) 
     uid, _ = upload_parts(s3, bucket, "b", [b"x"])
     other, _ = upload_parts(s3, bucket, "other-key", [b"x"])
     path = f"/{bucket}/b?uploadId={uid}"
-    for body, code in ((b"", b"MissingRequestBodyError"), (b"<not xml", b"MalformedXML"),
+    # [S3] an empty body is MalformedXML, not MissingRequestBodyError (docs/decisions.md)
+    for body, code in ((b"", b"MalformedXML"), (b"<not xml", b"MalformedXML"),
                        (b"<CompleteMultipartUpload/>", b"MalformedXML"),
                        (b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber>"
                         b"<ETag>\"a\"</ETag></Part></CompleteMultipartUpload>", b"MalformedXML")):
@@ -271,12 +269,36 @@ def test_complete_replay_and_if_none_match(s3: Any, bucket: str) -> None:
         [b"q"])
 
 
+def test_complete_if_match(s3: Any, bucket: str) -> None:
+    """CompleteMultipartUpload's If-Match is PutObject's: 404 NoSuchKey without an object,
+    412 on another ETag (a list or a weak ETag never matches), the upload left completable;
+    If-None-Match with an ETag is 501 (docs/decisions.md)."""
+    uid, parts = upload_parts(s3, bucket, "cas", [b"new"])
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        complete(s3, bucket, "cas", uid, parts, IfMatch=md5q(b"anything"))
+    assert (code_of(exc), exc.value.response["Error"].get("Key")) == ("NoSuchKey", "cas")
+    old = s3.put_object(Bucket=bucket, Key="cas", Body=b"old")["ETag"]
+    for stale in (md5q(b"other"), f'"{"0" * 32}", {old}', "W/" + old):
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            complete(s3, bucket, "cas", uid, parts, IfMatch=stale)
+        assert code_of(exc) == "PreconditionFailed", stale
+        assert exc.value.response["Error"].get("Condition") == "If-Match"
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        complete(s3, bucket, "cas", uid, parts, IfNoneMatch=old)
+    assert code_of(exc) == "NotImplemented"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+    assert s3.get_object(Bucket=bucket, Key="cas")["Body"].read() == b"old"
+    done = complete(s3, bucket, "cas", uid, parts, IfMatch=old)  # the upload survived
+    assert done["ETag"] == composite([b"new"])
+    assert s3.get_object(Bucket=bucket, Key="cas")["Body"].read() == b"new"
+
+
 def test_abort_twice_and_files_released(server: Any, s3: Any, bucket: str) -> None:
     uid, _ = upload_parts(s3, bucket, "ab", [b"x", b"y"])
-    assert len(os.listdir(upload_dir(server, uid))) == 2
+    assert len(part_blobs(server, uid)) == 2
     resp = s3.abort_multipart_upload(Bucket=bucket, Key="ab", UploadId=uid)
     assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
-    assert not upload_dir(server, uid).exists()
+    assert part_blobs(server, uid) == []
     for call in (s3.abort_multipart_upload, s3.list_parts):
         with pytest.raises(botocore.exceptions.ClientError) as exc:
             call(Bucket=bucket, Key="ab", UploadId=uid)
@@ -356,9 +378,22 @@ def test_get_and_head_part_number(s3: Any, bucket: str) -> None:
         assert head["ContentLength"] == len(piece) and head["PartsCount"] == 3
         assert head["ContentRange"] == got["ContentRange"]
         offset += len(piece)
+    # Past the parts S3 answers 416 InvalidPartNumber with both counts, not 400 InvalidPart
+    # (docs/decisions.md); HEAD gets the status alone.
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="pn", PartNumber=4)
     assert code_of(exc) == "InvalidPartNumber"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert exc.value.response["Error"]["Message"] == "The requested partnumber is not satisfiable"
+    assert exc.value.response["Error"]["PartNumberRequested"] == "4"
+    assert exc.value.response["Error"]["ActualPartCount"] == "3"
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="pn", PartNumber=10000)
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="pn", PartNumber=10001)  # not a part number: 400
+    assert code_of(exc) == "InvalidArgument"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="pn", PartNumber=1, Range="bytes=0-1")
     assert code_of(exc) == "InvalidRequest"
@@ -368,6 +403,12 @@ def test_get_and_head_part_number(s3: Any, bucket: str) -> None:
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
     assert code_of(exc) == "InvalidPartNumber"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert exc.value.response["Error"]["PartNumberRequested"] == "2"
+    assert exc.value.response["Error"]["ActualPartCount"] == "1"
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
 
 
 def test_boto3_managed_upload_with_crc32_parts(tmp_path: Path, s3: Any, bucket: str) -> None:

@@ -3,6 +3,8 @@ real gunicorn (observability.md)."""
 
 from __future__ import annotations
 
+import time
+
 import json
 import re
 import urllib.request
@@ -35,7 +37,8 @@ def test_health_endpoints(server: Any, s3: Any) -> None:
     health = send(server.endpoint, "GET", "/health", sign=False)
     body = json.loads(health.body)
     assert health.status == 200 and body["status"] == "ok"
-    assert set(body["checks"]) == {"metadata", "storage"}
+    # a cluster node also reports its Raft state (cluster.md §10)
+    assert set(body["checks"]) - {"cluster"} == {"metadata", "storage"}
     assert all(c["status"] == "ok" and isinstance(c["latency_ms"], int)
                for c in body["checks"].values())
     for path in ("/healthz", "/readyz"):
@@ -74,7 +77,11 @@ def test_errors_are_counted_by_code(server: Any, s3: Any, bucket: str) -> None:
     before = metric(scrape(server), "bleepstore_s3_errors_total", code="NoSuchKey")
     for _ in range(3):
         send(server.endpoint, "GET", f"/{bucket}/missing")
-    after = metric(scrape(server), "bleepstore_s3_errors_total", code="NoSuchKey")
+    # metrics are recorded when each response closes, just after the client has it
+    deadline = time.monotonic() + 10
+    while (after := metric(scrape(server), "bleepstore_s3_errors_total",
+                           code="NoSuchKey")) - before < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert after - before == 3
 
 
@@ -86,8 +93,13 @@ def test_access_log_line_carries_the_request_id(server: Any, s3: Any, bucket: st
     resp = send(server.endpoint, "PUT", target, body=b"12345", sign=False)
     assert resp.status == 200
     rid = resp.headers["x-amz-request-id"]
-    lines = [json.loads(l) for l in server.log_text().splitlines() if rid in l]
-    access = [l for l in lines if l.get("logger") == "bleepstore.access"]
+    deadline = time.monotonic() + 10  # the line is written at close(), after the last byte
+    while True:
+        found = [json.loads(x) for x in server.log_text().splitlines() if rid in x]
+        access = [x for x in found if x.get("logger") == "bleepstore.access"]
+        if access or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(access) == 1
     entry = access[0]
     assert entry["request_id"] == rid and entry["host_id"] == resp.headers["x-amz-id-2"]

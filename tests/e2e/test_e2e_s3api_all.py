@@ -20,7 +20,6 @@ from typing import Any
 import botocore
 from support.clients import AwsCli
 from support.raw import send
-from support.server import Server
 
 from bleepstore.s3.router import Op
 
@@ -37,8 +36,8 @@ def composite_etag(parts: list[bytes]) -> str:
     return f'"{hashlib.md5(joined).hexdigest()}-{len(parts)}"'
 
 
-def op_counts(direct: Server) -> dict[str, float]:
-    with urllib.request.urlopen(f"{direct.endpoint}/metrics") as resp:
+def op_counts(server: Any) -> dict[str, float]:
+    with urllib.request.urlopen(f"{server.endpoint}/metrics") as resp:
         text = resp.read().decode()
     counts: dict[str, float] = {}
     for line in text.splitlines():
@@ -68,10 +67,10 @@ def grants_of(acl: dict[str, Any]) -> set[tuple[str, str]]:
             for g in acl["Grants"]}
 
 
-def test_every_operation_through_aws_s3api(server: Any, direct_server: Server, aws: AwsCli,
+def test_every_operation_through_aws_s3api(server: Any, aws: AwsCli,
                                            s3: Any, tmp_path: Path) -> None:
     api = S3Api(aws)
-    before = op_counts(direct_server)
+    before = op_counts(server)
     b, other = "s3api-all", "s3api-other"
     key, key2 = "dir/ünï code+1.txt", "dir/second.bin"
 
@@ -171,6 +170,10 @@ def test_every_operation_through_aws_s3api(server: Any, direct_server: Server, a
     assert (tmp_path / "mp").read_bytes() == part1 + small[:100]
     assert got["ETag"] == done["ETag"] and got["ContentType"] == "application/x-test"
     assert got["ContentLength"] == len(part1) + 100
+    attrs = api("get-object-attributes", "--bucket", b, "--key", "mp/big.bin",
+                "--object-attributes", "ETag", "ObjectSize", "ObjectParts")
+    assert (attrs["ETag"], attrs["ObjectSize"]) == (done["ETag"].strip('"'), len(part1) + 100)
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
 
     # ---- deletes
     assert api("delete-object", "--bucket", b, "--key", key) == {}
@@ -186,7 +189,7 @@ def test_every_operation_through_aws_s3api(server: Any, direct_server: Server, a
     # ---- completeness: every Op exercised, by CLI name and by the server's own counters
     expected = {botocore.xform_name(op.value, "-") for op in Op}
     assert api.used == expected, (sorted(expected - api.used), sorted(api.used - expected))
-    after = op_counts(direct_server)
+    after = op_counts(server)
     missing = sorted(op.value for op in Op
                      if after.get(op.value, 0.0) <= before.get(op.value, 0.0))
     assert missing == []

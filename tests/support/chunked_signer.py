@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from support.server import ACCESS_KEY, SECRET_KEY
+from support.signing import as_signed
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -81,7 +82,7 @@ class Signer:
         if not any(k.lower() == "date" for k in headers):
             headers.setdefault("x-amz-date", self.timestamp)
         path, _, query = target.partition("?")
-        lower = {k.lower(): " ".join(v.split()) for k, v in headers.items()}
+        lower = {k.lower(): " ".join(as_signed(v).split()) for k, v in headers.items()}
         names = sorted(lower)
         creq = "\n".join([method, _enc(path, "-_.~/") or "/", canonical_query(query),
                           "".join(f"{n}:{lower[n]}\n" for n in names), ";".join(names),

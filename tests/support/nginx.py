@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.server import REPO, free_port, wait_port
+from support.server import REPO, free_port, stop_process, wait_port
 
 SITE = REPO / "deploy" / "nginx" / "bleepstore.conf"
 
@@ -32,7 +32,7 @@ class Nginx:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Nginx":
+    def start(self) -> Nginx:
         for sub in ("logs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         conf = self.root / "nginx.conf"
@@ -52,14 +52,8 @@ class Nginx:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
     def temp_files(self) -> list[Path]:
         return [p for p in (self.root / "tmp").rglob("*") if p.is_file()]

@@ -7,9 +7,8 @@ import http.client
 import urllib.parse
 from dataclasses import dataclass
 
-
-from support.signing import sigv4_headers
 from support.server import ACCESS_KEY, SECRET_KEY
+from support.signing import sigv4_headers
 
 
 @dataclass(frozen=True)

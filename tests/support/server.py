@@ -29,6 +29,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; always reaped."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,6 +85,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def backend(self) -> str:
+        return str(self.extra_config.get("storage", {}).get("backend", "local"))
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 
@@ -107,7 +123,7 @@ class Server:
         return [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"),
                 "--pythonpath", str(REPO), "wsgi:app"]
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         self.write_config()
         env = {**os.environ, "BLEEPSTORE_CONFIG": str(self.config_path), **self.env}
         log = open(self.log_path, "ab")

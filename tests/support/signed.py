@@ -10,9 +10,8 @@ import http.client
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-
-from support.signing import sigv4_headers
 from support.server import ACCESS_KEY, SECRET_KEY
+from support.signing import sigv4_headers
 
 
 @dataclass(frozen=True)

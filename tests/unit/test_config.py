@@ -48,6 +48,17 @@ def test_bleepstore_config_must_exist(tmp_path: Path) -> None:
     ("auth:\n  enforce_region: maybe\n", "auth.enforce_region"),
     ("server:\n  virtual_host_domains: localhost\n", "server.virtual_host_domains"),
     ("server:\n  workers: -1\n", "server.workers"),
+    ("server:\n  header_timeout_s: 0\n", "server.header_timeout_s"),
+    ("server:\n  min_body_rate_bytes_s: -1\n", "server.min_body_rate_bytes_s"),
+    ("storage:\n  backend: aws\n", "storage.aws.bucket"),
+    ("storage:\n  backend: gcp\n", "storage.gcp.bucket"),
+    ("storage:\n  backend: azure\n", "storage.azure.container"),
+    ("storage:\n  backend: azure\n  azure:\n    container: c\n",
+     "storage.azure.connection_string"),
+    ("storage:\n  backend: aws\n  aws:\n    bucket: b\n    prefix: /abs\n",
+     "storage.aws.prefix"),
+    ("storage:\n  backend: gcp\n  gcp:\n    bucket: b\n    prefix: no-slash\n",
+     "storage.gcp.prefix"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "c.yaml"
@@ -63,3 +74,39 @@ def test_redaction_hides_secrets() -> None:
     assert out["auth"]["secret_key"] == "**REDACTED**"
     assert out["server"]["admin_token"] == "**REDACTED**"
     assert out["auth"]["access_key"] == "bleepstore"
+
+
+def _cluster(tmp_path: Path, cluster: str, extra: str = "") -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text("metadata:\n  engine: raft\ncluster:\n" + cluster + extra)
+    return path
+
+
+def test_the_shipped_cluster_example_loads() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load(repo / "deploy" / "cluster" / "node.example.yaml", environ={})
+    assert cfg.metadata.engine == "raft" and len(cfg.cluster.peers) == 3
+    assert cfg.cluster.heartbeat_interval_ms * 3 < cfg.cluster.election_timeout_ms
+
+
+@pytest.mark.parametrize(("cluster", "key"), [
+    ("  bind_addr: 0.0.0.0:9001\n", "cluster.advertise_addr"),
+    ("  bind_addr: nohost\n", "cluster.bind_addr"),
+    ("  bind_addr: 127.0.0.1:9001\n  peers: [{addr: '127.0.0.1:9002'}]\n", "cluster.peers[0]"),
+    ("  bind_addr: 127.0.0.1:9001\n  peers: ['127.0.0.1:99999']\n", "cluster.peers[0]"),
+    ("  bind_addr: 127.0.0.1:9001\n  heartbeat_interval_ms: 400\n",
+     "cluster.heartbeat_interval_ms"),
+    ("  bind_addr: 127.0.0.1:9001\n  data_placement: owner\n", "cluster.secret"),
+    ("  bind_addr: 127.0.0.1:9001\n  data_placement: owner\n  secret: s\n",
+     "cluster.api_addr"),
+    ("  bind_addr: 127.0.0.1:9001\n  write_timeout_ms: 10\n", "cluster.write_timeout_ms"),
+])
+def test_cluster_settings_are_checked_at_start(tmp_path: Path, cluster: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load(_cluster(tmp_path, cluster), environ={})
+
+
+def test_write_tasks_are_refused_in_cluster_mode(tmp_path: Path) -> None:
+    extra = "queue:\n  enabled: true\n  backend: redis\n  consistency: async\n"
+    with pytest.raises(ConfigError, match="queue.consistency"):
+        load(_cluster(tmp_path, "  bind_addr: 127.0.0.1:9001\n", extra), environ={})

@@ -7,10 +7,12 @@ import base64
 import re
 import xml.etree.ElementTree as ET
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import pytest
 import webtest
-from support.wsgiapp import S3App
+from support.clients import boto3_client
+from support.wsgiapp import ACCESS_KEY, HOST, SECRET_KEY, S3App
 
 from bleepstore.s3.router import Op
 from bleepstore.web import resources
@@ -89,7 +91,7 @@ def test_head_errors_have_no_body(s3app: S3App) -> None:
     ("PUT", "/", "GET"), ("DELETE", "/", "GET"), ("POST", "/", "GET"),
     ("POST", "/alpha/k", None), ("DELETE", "/alpha/k?acl", "GET, PUT"),
     ("DELETE", "/alpha/k?tagging", "GET, PUT"), ("DELETE", "/alpha?acl", "GET, PUT"),
-    ("GET", "/alpha?delete", "POST"), ("PATCH", "/alpha/k", None), ("OPTIONS", "/alpha", None),
+    ("GET", "/alpha?delete", "POST"), ("PATCH", "/alpha/k", None), ("PATCH", "/alpha", None),
 ])
 def test_method_not_allowed_rows(s3app: S3App, method: str, target: str,
                                  allow: str | None) -> None:
@@ -100,6 +102,40 @@ def test_method_not_allowed_rows(s3app: S3App, method: str, target: str,
     if allow is not None:
         assert s3app.call(method, target).headers["Allow"] == allow
     assert s3app.call("GET", "/alpha/k").body == b"keep"  # never fell through to a delete
+
+
+def presigned_target(op: str, params: dict[str, str]) -> str:
+    client = boto3_client(f"http://{HOST}", ACCESS_KEY, SECRET_KEY)
+    url = urlsplit(client.generate_presigned_url(op, Params=params, ExpiresIn=600))
+    return f"{url.path}?{url.query}"
+
+
+@pytest.mark.parametrize("target", [
+    "/alpha", "/alpha/k", "/alpha/k?acl", "/missing-bucket/k", "presigned", "/",
+])
+@pytest.mark.parametrize("sign", [False, True])
+def test_options_is_a_refused_cors_preflight(s3app: S3App, target: str, sign: bool) -> None:
+    """OPTIONS is S3's CORS preflight, answered before authentication and routing; with no
+    CORS configuration (BleepStore has none) it is 400 without an Origin, else 403. Never
+    405, and on a presigned URL never SignatureDoesNotMatch (docs/decisions.md)."""
+    s3app.call("PUT", "/alpha")
+    s3app.call("PUT", "/alpha/k", body=b"keep")
+    if target == "presigned":
+        target = presigned_target("get_object", {"Bucket": "alpha", "Key": "k"})
+    fields = assert_error(s3app.call("OPTIONS", target, sign=sign), 400, "BadRequest")
+    assert fields["Message"] == "Insufficient information. Origin request header needed."
+    asked = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+    fields = assert_error(s3app.call("OPTIONS", target, sign=sign, headers=asked), 403,
+                          "AccessForbidden")
+    assert fields["Message"] == ("CORSResponse: Bucket not found" if target == "/" else
+                                 "CORSResponse: CORS is not enabled for this bucket.")
+    assert list(fields)[2:4] == ["Method", "ResourceType"]
+    assert (fields["Method"], fields["ResourceType"]) == ("GET", "BUCKET")
+    bad = {"Origin": "https://app.example", "Access-Control-Request-Method": "get"}
+    fields = assert_error(s3app.call("OPTIONS", target, sign=sign, headers=bad), 400,
+                          "BadRequest")
+    assert fields["Message"] == "Invalid Access-Control-Request-Method: get"
+    assert s3app.call("GET", "/alpha/k").body == b"keep"
 
 
 @pytest.mark.parametrize("method,target,argument", [
@@ -182,6 +218,10 @@ def test_unexpected_exception_is_internal_error(s3app: S3App,
     assert b"secret detail" not in resp.body and b"Traceback" not in resp.body
 
 
-def test_bad_utf8_in_path_is_invalid_argument(s3app: S3App) -> None:
+def test_bad_utf8_in_path_is_invalid_uri(s3app: S3App) -> None:
+    """[S3] a key that is not UTF-8 is 400 InvalidURI (docs/decisions.md)."""
     s3app.call("PUT", "/alpha")
-    assert_error(s3app.call("GET", "/alpha/%FF%FE"), 400, "InvalidArgument")
+    fields = assert_error(s3app.call("GET", "/alpha/%FF%FE"), 400, "InvalidURI")
+    assert fields["Message"] == "Couldn't parse the specified URI."
+    assert_error(s3app.call("PUT", "/alpha/ok%C3", body=b"x"), 400, "InvalidURI")
+    assert_error(s3app.call("GET", "/alpha?prefix=%FF"), 400, "InvalidArgument")  # query

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import xml.etree.ElementTree as ET
 import zlib
 
 from support.chunked_signer import SIGNED_TRAILER, UNSIGNED_TRAILER, Signer, streaming_put
@@ -71,53 +72,71 @@ def test_aws_chunked_in_process(s3app: S3App) -> None:
         assert s3app.call("GET", f"/alpha/{key}").body == payload
 
 
-def test_header_auth_without_content_sha256_in_process(s3app: S3App) -> None:
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    def generic(key: str, body: bytes) -> dict[str, str]:
-        req = AWSRequest(method="PUT", url=f"http://{HOST}/alpha/{key}", data=body,
-                         headers={"Host": HOST})
-        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
-        assert "X-Amz-Content-SHA256" not in req.headers
-        return dict(req.headers.items())
-
-    s3app.call("PUT", "/alpha")
-    ok = s3app.call("PUT", "/alpha/g", body=b"generic", headers=generic("g", b"generic"),
-                    sign=False)
-    assert ok.status_int == 200, ok.body
-    bad = s3app.call("PUT", "/alpha/h", body=b"GENERIC", headers=generic("h", b"generic"),
-                     sign=False)
-    assert (bad.status_int, code(bad)) == (403, "SignatureDoesNotMatch")
-    assert code(s3app.call("HEAD", "/alpha/h")) == ""  # HEAD: no body
-    assert s3app.call("HEAD", "/alpha/h").status_int == 404
-
-
-def test_unverified_generic_signature_never_runs_an_operation(s3app: S3App) -> None:
-    """Header auth without x-amz-content-sha256 waits for the body hash; operations that
-    have no body must still be refused before they run (a wrong secret used to read, list
-    and delete everything)."""
+def test_header_auth_without_content_sha256_never_runs_an_operation(s3app: S3App) -> None:
+    """[S3] header auth without x-amz-content-sha256 is refused before anything runs, with
+    the right secret or a wrong one (a wrong secret used to read, list and delete)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
     s3app.call("PUT", "/alpha")
     s3app.call("PUT", "/alpha/k", body=b"secret data")
-    for method, target, extra in [
-        ("GET", "/alpha/k", {}), ("HEAD", "/alpha/k", {}), ("GET", "/", {}),
-        ("GET", "/alpha?list-type=2", {}), ("GET", "/alpha/k?acl", {}),
-        ("DELETE", "/alpha/k", {}), ("DELETE", "/alpha", {}), ("POST", "/alpha/u?uploads", {}),
-        ("PUT", "/alpha/copy", {"x-amz-copy-source": "/alpha/k"}), ("PUT", "/beta", {}),
-    ]:
-        req = AWSRequest(method=method, url=f"http://{HOST}{target}",
-                         headers={"Host": HOST, **extra})
-        SigV4Auth(Credentials(ACCESS_KEY, "not-the-secret"), "s3", "us-east-1").add_auth(req)
-        resp = s3app.call(method, target, headers=dict(req.headers.items()), sign=False)
-        assert resp.status_int == 403, (method, target, resp.body)
-        assert method == "HEAD" or code(resp) == "SignatureDoesNotMatch", (method, target)
+    for secret in (SECRET_KEY, "not-the-secret"):
+        for method, target, extra in [
+            ("GET", "/alpha/k", {}), ("HEAD", "/alpha/k", {}), ("GET", "/", {}),
+            ("GET", "/alpha?list-type=2", {}), ("GET", "/alpha/k?acl", {}),
+            ("DELETE", "/alpha/k", {}), ("DELETE", "/alpha", {}),
+            ("POST", "/alpha/u?uploads", {}), ("PUT", "/alpha/p", {}),
+            ("PUT", "/alpha/copy", {"x-amz-copy-source": "/alpha/k"}), ("PUT", "/beta", {}),
+        ]:
+            req = AWSRequest(method=method, url=f"http://{HOST}{target}",
+                             headers={"Host": HOST, **extra})
+            SigV4Auth(Credentials(ACCESS_KEY, secret), "s3", "us-east-1").add_auth(req)
+            resp = s3app.call(method, target, headers=dict(req.headers.items()), sign=False)
+            assert resp.status_int == 400, (method, target, resp.body)
+            assert method == "HEAD" or code(resp) == "InvalidRequest", (method, target)
     assert s3app.call("GET", "/alpha/k").body == b"secret data"
     listing = s3app.call("GET", "/alpha?list-type=2").body
-    assert b"<Key>copy</Key>" not in listing
+    assert b"<Key>copy</Key>" not in listing and b"<Key>p</Key>" not in listing
     assert b"<Upload>" not in s3app.call("GET", "/alpha?uploads").body
     assert b"<Name>beta</Name>" not in s3app.call("GET", "/").body
+
+
+def error_fields(resp: object) -> dict[str, str]:
+    root = ET.fromstring(getattr(resp, "body", b""))
+    return {child.tag: child.text or "" for child in root}
+
+
+def test_part_number_past_the_parts_is_416_with_the_counts(s3app: S3App) -> None:
+    """S3 answers 416 InvalidPartNumber with PartNumberRequested and ActualPartCount, not
+    400 InvalidPart (docs/decisions.md); HEAD gets the status without a body."""
+    s3app.call("PUT", "/alpha")
+    s3app.call("PUT", "/alpha/plain", body=b"0123456789")
+    uid = s3app.call("POST", "/alpha/mp?uploads").body.decode().split(
+        "<UploadId>", 1)[1].split("</UploadId>", 1)[0]
+    first, last = b"a" * (5 * 1024 * 1024), b"b"
+    etags = [s3app.call("PUT", f"/alpha/mp?partNumber={n}&uploadId={uid}",
+                        body=body).headers["ETag"] for n, body in ((1, first), (2, last))]
+    done = s3app.call("POST", f"/alpha/mp?uploadId={uid}", body=(
+        "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+            for n, e in enumerate(etags, start=1)) + "</CompleteMultipartUpload>").encode())
+    assert done.status_int == 200, done.body
+    assert s3app.call("GET", "/alpha/mp?partNumber=2").body == last
+    assert s3app.call("GET", "/alpha/plain?partNumber=1").status_int == 206
+    for key, number, count in (("plain", 2, 1), ("mp", 3, 2), ("mp", 10000, 2)):
+        resp = s3app.call("GET", f"/alpha/{key}?partNumber={number}")
+        assert resp.status_int == 416, resp.body
+        fields = error_fields(resp)
+        assert list(fields)[:4] == ["Code", "Message", "PartNumberRequested", "ActualPartCount"]
+        assert fields["Code"] == "InvalidPartNumber"
+        assert fields["Message"] == "The requested partnumber is not satisfiable"
+        assert (fields["PartNumberRequested"], fields["ActualPartCount"]) == (str(number),
+                                                                             str(count))
+        head = s3app.call("HEAD", f"/alpha/{key}?partNumber={number}")
+        assert (head.status_int, head.body) == (416, b"")
+    for value in ("0", "10001", "abc"):  # not a part number at all: 400, as S3
+        resp = s3app.call("GET", f"/alpha/mp?partNumber={value}")
+        assert (resp.status_int, code(resp)) == (400, "InvalidArgument")
+        assert error_fields(resp)["Message"] == ("Part number must be an integer between 1 "
+                                                 "and 10000, inclusive")

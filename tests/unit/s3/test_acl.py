@@ -261,7 +261,8 @@ XML_BAD: list[tuple[bytes, type[Exception]]] = [
     (policy(f"<Grant><Grantee><ID>{CAROL}</ID></Grantee><Permission>READ</Permission></Grant>"),
      MalformedACLError),                                               # no xsi:type
     (policy(grant("<DisplayName>x</DisplayName>")), MalformedACLError),  # no ID
-    (policy(grant("<URI>http://example.com/g</URI>", kind="Group")), MalformedACLError),
+    (policy(grant("<URI>http://example.com/g</URI>", kind="Group")),
+     InvalidArgument),                                  # [S3] "Invalid group uri", Group/URI
     (policy(grant("<URI></URI>", kind="Group")), MalformedACLError),
     (policy(grant(f"<ID>{CAROL}</ID>", permission="ALL")), MalformedACLError),
     (policy("<Grant><Permission>READ</Permission></Grant>"), MalformedACLError),

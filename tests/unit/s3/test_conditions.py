@@ -10,6 +10,7 @@ from bleepstore.s3.conditions import (
     evaluate_copy_source_conditions,
     evaluate_read_conditions,
     validate_write_condition_headers,
+    write_etag_matches,
 )
 
 ETAG = '"abc123"'
@@ -105,6 +106,21 @@ WRITE_TABLE: list[tuple[str | None, str | None, str | None, type[Exception] | No
     (ETAG, "*", ETAG, PreconditionFailed, "If-None-Match"),
     ('"zzz"', "*", ETAG, PreconditionFailed, "If-Match"),
     (ETAG, "*", None, NoSuchKey, None),
+    # [S3] a write's If-Match is one ETag compared whole (docs/decisions.md): a list never
+    # matches, even one naming the current ETag; a weak ETag never matches.
+    ("abc123", None, ETAG, None, None),
+    ('"ABC123"', None, ETAG, None, None),
+    (' "abc123" ', None, ETAG, None, None),
+    ('"zzz", "abc123"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('"abc123", "zzz"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('"abc123", "abc123"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('*, "zzz"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('W/"abc123"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('w/"abc123"', None, ETAG, PreconditionFailed, "If-Match"),
+    ('""', None, ETAG, PreconditionFailed, "If-Match"),
+    ("", None, ETAG, PreconditionFailed, "If-Match"),
+    ('W/"abc123"', None, None, NoSuchKey, None),
+    ('"zzz", "abc123"', None, None, NoSuchKey, None),
 ]
 
 
@@ -123,14 +139,29 @@ def test_write_preconditions(if_match: str | None, if_none_match: str | None,
         assert isinstance(exc.value, NoSuchKey) and exc.value.extra == {"Key": "k"}
 
 
+@pytest.mark.parametrize("header, current, matches", [
+    ("*", ETAG, True), (" * ", ETAG, True), (ETAG, ETAG, True), ("abc123", ETAG, True),
+    ('"ABC123"', ETAG, True), ('"abc123-2"', '"abc123-2"', True),
+    ('"abc123"', '"abc123-2"', False), ('"abc123', ETAG, False), ('W/"abc123"', ETAG, False),
+    ('"zzz", "abc123"', ETAG, False), ("abc123, abc123", ETAG, False), ("", ETAG, False),
+])
+def test_write_etag_matches(header: str, current: str, matches: bool) -> None:
+    assert write_etag_matches(header, current) is matches
+
+
 @pytest.mark.parametrize("value", [None, "*", " * "])
 def test_write_condition_headers_ok(value: str | None) -> None:
     validate_write_condition_headers(value)
 
 
-@pytest.mark.parametrize("value", ['"abc"', "", "W/*", "*, \"a\""])
+@pytest.mark.parametrize("value", ['"abc"', "", "W/*", "*, \"a\"", 'W/"abc"'])
 def test_write_condition_headers_rejected(value: str) -> None:
+    """[S3] If-None-Match with an ETag on a write is 501 NotImplemented, with S3's
+    ``additionalMessage`` (aws-sdk-ruby#3144, versitygw#2108)."""
     with pytest.raises(S3NotImplemented) as exc:
         validate_write_condition_headers(value)
-    assert exc.value.extra == {"Header": "If-None-Match"}
+    assert exc.value.extra == {
+        "Header": "If-None-Match",
+        "additionalMessage": "We don't accept the provided value of If-None-Match header "
+                             "for this API"}
     assert exc.value.status == 501

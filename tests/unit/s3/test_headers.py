@@ -1,4 +1,4 @@
-"""Dates and ETags (s3-api.md §4.2, §4.3)."""
+"""Dates, ETags and the stored Content-Encoding (s3-api.md §4.2, §4.3, §8.1)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bleepstore.s3.headers import (
     now_iso,
     parse_http_date,
     quote_etag,
+    stored_content_encoding,
 )
 
 
@@ -97,3 +98,22 @@ def test_etag_matches(header: str, matches: bool) -> None:
 
 def test_quote_etag() -> None:
     assert quote_etag("d41d8cd98f00b204e9800998ecf8427e") == '"d41d8cd98f00b204e9800998ecf8427e"'
+
+
+@pytest.mark.parametrize("sent, stored", [
+    (None, None), ("", None), (" \t", None),
+    ("gzip", "gzip"),
+    # without an aws-chunked token the header is stored byte for byte
+    ("deflate, gzip", "deflate, gzip"), ("deflate,gzip", "deflate,gzip"),
+    ("deflate ,  gzip", "deflate ,  gzip"), ("GZip", "GZip"), ("gzip,,br", "gzip,,br"),
+    # aws-chunked is the request's framing: only that token goes, the rest stays as sent
+    ("aws-chunked", None), ("AWS-Chunked", None), ("aws-chunked,", None),
+    ("aws-chunked,gzip", "gzip"), ("aws-chunked, gzip", "gzip"),
+    ("gzip,aws-chunked", "gzip"), ("gzip, aws-chunked", "gzip"),
+    ("aws-chunked, deflate, gzip", "deflate, gzip"),
+    ("deflate, aws-chunked, gzip", "deflate, gzip"),
+    ("deflate,aws-chunked,gzip", "deflate,gzip"),
+    ("aws-chunked , deflate ,gzip", "deflate ,gzip"),
+])
+def test_stored_content_encoding(sent: str | None, stored: str | None) -> None:
+    assert stored_content_encoding(sent) == stored

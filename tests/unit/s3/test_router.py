@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bleepstore.errors import (
     InvalidArgument,
     InvalidBucketName,
+    InvalidURI,
     MethodNotAllowed,
     S3Error,
     S3NotImplemented,
@@ -64,10 +65,13 @@ def test_decode_path_segment(raw: str, decoded: str) -> None:
     assert decode_path_segment(raw) == decoded
 
 
-@pytest.mark.parametrize("raw", ["%FF", "%C3", "%ED%A0%80", "\xff"])
+@pytest.mark.parametrize("raw", ["%FF", "%C3", "%ED%A0%80", "\xff", "ok%C3%28"])
 def test_decode_path_segment_invalid_utf8(raw: str) -> None:
-    with pytest.raises(InvalidArgument):
+    """[S3] 400 InvalidURI "Couldn't parse the specified URI." (docs/decisions.md)."""
+    with pytest.raises(InvalidURI) as exc:
         decode_path_segment(raw)
+    assert (exc.value.status, exc.value.code) == (400, "InvalidURI")
+    assert exc.value.msg == "Couldn't parse the specified URI."
 
 
 @given(st.text(st.characters(codec="utf-8"), min_size=1))
@@ -124,9 +128,13 @@ def test_path_style_invalid_bucket_is_not_rejected_here() -> None:
     assert resolve_address("localhost", "/AB/k", DOMAINS) == Address("AB", "k", False)
 
 
-def test_resolve_address_invalid_utf8() -> None:
-    with pytest.raises(InvalidArgument):
-        resolve_address("localhost", "/b/%FF", DOMAINS)
+@pytest.mark.parametrize("host, path", [
+    ("localhost", "/b/%FF"), ("localhost", "/%FF/k"), ("localhost", "/b/a%C3"),
+    ("bkt.localhost", "/%FF"),
+])
+def test_resolve_address_invalid_utf8(host: str, path: str) -> None:
+    with pytest.raises(InvalidURI):
+        resolve_address(host, path, DOMAINS)
 
 
 @pytest.mark.parametrize("path, reserved", [
@@ -170,6 +178,8 @@ ROUTES: list[tuple[str, Address, str, bool, Op]] = [
     ("GET", OBJECT, "uploadId=u", False, Op.LIST_PARTS),
     ("GET", OBJECT, "uploadId=u&max-parts=2&part-number-marker=1", False, Op.LIST_PARTS),
     ("GET", OBJECT, "tagging", False, Op.GET_OBJECT_TAGGING),
+    ("GET", OBJECT, "attributes", False, Op.GET_OBJECT_ATTRIBUTES),
+    ("GET", OBJECT, "attributes&versionId=null", False, Op.GET_OBJECT_ATTRIBUTES),
     ("GET", OBJECT, "", False, Op.GET_OBJECT),
     ("GET", OBJECT, "partNumber=1", False, Op.GET_OBJECT),          # deviation from §2.4
     ("GET", OBJECT, "versionId=null&response-content-type=x", False, Op.GET_OBJECT),
@@ -221,6 +231,7 @@ def test_unsupported_subresources(address: Address, method: str, name: str) -> N
     (OBJECT, "PUT", "tagging", "tagging"),
     (OBJECT, "PUT", "tagging", "tagging"),
     (OBJECT, "GET", "acl&cors", "cors"),
+    (BUCKET, "GET", "attributes", "attributes"),
 ])
 def test_not_implemented(address: Address, method: str, query: str, argument: str) -> None:
     err = _raises(method, address, query)
@@ -241,6 +252,8 @@ def test_browser_post_not_implemented() -> None:
     ("POST", OBJECT, "", "OBJECT", "GET, HEAD, PUT, POST, DELETE"),
     ("DELETE", OBJECT, "acl", "OBJECT", "GET, PUT"),
     ("DELETE", OBJECT, "tagging", "OBJECT", "GET, PUT"),
+    ("PUT", OBJECT, "attributes", "OBJECT", "GET"),
+    ("HEAD", OBJECT, "attributes", "OBJECT", "GET"),
     ("POST", OBJECT, "acl", "OBJECT", "GET, PUT"),
     ("HEAD", OBJECT, "acl", "OBJECT", "GET, PUT"),
     ("PUT", OBJECT, "uploads", "OBJECT", "POST"),
@@ -282,7 +295,7 @@ def test_list_type_must_be_2(value: str) -> None:
 
 
 def test_op_values_are_aws_names() -> None:
-    assert len(Op) == 26
+    assert len(Op) == 27
     for op in Op:
         assert op.value[0].isupper() and op.value.isalnum()
     assert Op.PUT_OBJECT.value == "PutObject"

@@ -197,9 +197,8 @@ def digest(
     spec: IntegritySpec,
     body: bytes,
     trailers: dict[str, str] | None = None,
-    need_sha256: bool = False,
 ) -> checksums.DigestResult:
-    d = PayloadDigester(spec, need_sha256=need_sha256)
+    d = PayloadDigester(spec)
     for i in range(0, len(body), 7):
         d.update(body[i : i + 7])
     return d.finish(trailers)
@@ -218,9 +217,6 @@ def test_digester_success() -> None:
     assert result == checksums.DigestResult(9, hashlib.md5(body).hexdigest(), "CRC32", CRC)
     plain = digest(IntegritySpec(), body)
     assert (plain.checksum_algorithm, plain.checksum_b64, plain.size) == (None, None, 9)
-    d = PayloadDigester(IntegritySpec(), need_sha256=True)
-    d.update(body)
-    assert d.sha256_hex() == hashlib.sha256(body).hexdigest()
 
 
 @pytest.mark.parametrize("alg", checksums.ALGORITHMS)
@@ -229,7 +225,7 @@ def test_digester_trailer_all_algorithms(alg: str) -> None:
     h = checksums.new_hasher(alg)
     h.update(body)
     spec = integrity_from_headers({"x-amz-trailer": checksums.header_name(alg)}.get)
-    result = digest(spec, body, {checksums.header_name(alg): b64(h.digest())}, need_sha256=True)
+    result = digest(spec, body, {checksums.header_name(alg): b64(h.digest())})
     assert (result.checksum_algorithm, result.checksum_b64) == (alg, b64(h.digest()))
     with pytest.raises(errors.BadDigest) as info:
         digest(spec, body + b"y", {checksums.header_name(alg): b64(h.digest())})
@@ -303,10 +299,7 @@ def test_property_split_invariant(body: bytes, cuts: list[int], alg: str) -> Non
     whole = checksums.new_hasher(alg)
     whole.update(body)
     points = sorted({c % (len(body) + 1) for c in cuts} | {0, len(body)})
-    d = PayloadDigester(
-        IntegritySpec(checksum_algorithm=alg, checksum_b64=b64(whole.digest())), need_sha256=True
-    )
+    d = PayloadDigester(IntegritySpec(checksum_algorithm=alg, checksum_b64=b64(whole.digest())))
     for a, b in zip(points, points[1:], strict=False):
         d.update(body[a:b])
     assert d.finish().checksum_b64 == b64(whole.digest())
-    assert d.sha256_hex() == hashlib.sha256(body).hexdigest()

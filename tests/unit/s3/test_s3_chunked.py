@@ -110,7 +110,7 @@ def aws_example() -> tuple[bytes, bytes, sigv4.AuthResult]:
         f"{EX['signed_headers']},Signature={EX['seed_signature']}"
     )
     cred = Credential(EX["access_key"], EX["secret_key"], "o", "d")
-    req = sigv4.SigningRequest(EX["method"], EX["path"], "", headers.get, {})
+    req = sigv4.SigningRequest(EX["method"], EX["path"], "", headers.get, {}, tuple(headers))
     now = datetime(2013, 5, 24, tzinfo=UTC)
     result = sigv4.authenticate(
         req, lambda akid: cred if akid == cred.access_key_id else None, now=now
@@ -266,7 +266,7 @@ def test_botocore_unsigned_trailer(mode: str) -> None:
     spec = checksums.integrity_from_headers(
         {"x-amz-trailer": "x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm": "CRC32"}.get
     )
-    digester = checksums.PayloadDigester(spec, need_sha256=False)
+    digester = checksums.PayloadDigester(spec)
     digester.update(out)
     assert digester.finish(trailers).checksum_b64 == trailers["x-amz-checksum-crc32"]
 

@@ -39,7 +39,7 @@ def make(method: str, path: str, query: str, headers: dict[str, str]) -> Signing
     first: dict[str, str] = {}
     for k, v in parse_qsl(query, keep_blank_values=True):
         first.setdefault(k, v)
-    return SigningRequest(method, path, query, lowered.get, first)
+    return SigningRequest(method, path, query, lowered.get, first, tuple(lowered))
 
 
 def auth_header(
@@ -375,17 +375,37 @@ def test_botocore_tampering_rejected(signer: str, key: str) -> None:
             print("accepted tampered request:", bad.method, bad.raw_path, bad.raw_query)
 
 
-def test_botocore_generic_signer_is_deferred() -> None:
+def test_header_auth_requires_x_amz_content_sha256() -> None:
+    """[S3] a generic SigV4 signer leaves the payload hash out: refused before any body read."""
     req, now = botocore_request("k", "", body=b"payload", signer="generic")
     assert req.get_header("x-amz-content-sha256") is None
-    result = authenticate(req, lookup, now=now)
-    assert (result.mode, result.content_sha256, result.credential) == ("header", None, CRED)
-    sigv4.verify_deferred(result, req, hashlib.sha256(b"payload").hexdigest())
-    expect(
-        errors.SignatureDoesNotMatch,
-        lambda: sigv4.verify_deferred(result, req, hashlib.sha256(b"payloaX").hexdigest()),
-        AWSAccessKeyId=AKID,
-    )
+    err = expect(errors.InvalidRequest, lambda: authenticate(req, lookup, now=now))
+    assert err.msg == "Missing required header for this request: x-amz-content-sha256"
+
+
+@pytest.mark.parametrize("signer", ["header", "presigned"])
+@pytest.mark.parametrize("added", ["x-amz-acl", "x-amz-copy-source", "x-amz-meta-a",
+                                   "x-amz-checksum-crc32", "x-amz-server-side-encryption",
+                                   "x-amz-grant-read", "x-amz-tagging",
+                                   "x-amz-metadata-directive", "X-Amz-Storage-Class"])
+def test_unsigned_x_amz_header_is_refused(signer: str, added: str) -> None:
+    """[S3] every x-amz-* header present must be signed, in both modes."""
+    req, now = botocore_request("k", "", body=b"", signer=signer)
+    assert authenticate(req, lookup, now=now).credential == CRED
+    get = req.get_header
+    extra = {added.lower(): "v"}
+    tampered = replace(req, get_header=lambda n: extra.get(n) or get(n),
+                       header_names=req.header_names + (added.lower(),))
+    err = expect(errors.AccessDenied, lambda: authenticate(tampered, lookup, now=now),
+                 HeadersNotSigned=added.lower())
+    assert err.msg == "There were headers present in the request which were not signed"
+
+
+def test_signed_x_amz_headers_are_accepted() -> None:
+    req, now = botocore_request("k", "", body=b"", signer="presigned",
+                                extra={"x-amz-acl": "private"})
+    assert "x-amz-acl" in req.header_names
+    assert authenticate(req, lookup, now=now).credential == CRED
 
 
 # --- §1 mode choice -----------------------------------------------------------------------
@@ -790,13 +810,30 @@ PRESIGN_ERRORS: list[tuple[str, dict[str, str | None], type[errors.S3Error], str
     ),
     ("date format", {"X_Amz_Date": "2013-05-24T00:00:00Z"}, PQE, None),
     ("credential date", {"X_Amz_Date": "20130525T000000Z"}, PQE, None),
+    # Out-of-range X-Amz-Expires is S3's 400 AuthorizationQueryParametersError with its own
+    # messages, never a 403 (docs/decisions.md).
     ("expires text", {"X_Amz_Expires": "abc"}, PQE, "X-Amz-Expires should be a number"),
-    ("expires negative", {"X_Amz_Expires": "-1"}, PQE, "X-Amz-Expires should be a number"),
+    ("expires empty", {"X_Amz_Expires": ""}, PQE, "X-Amz-Expires should be a number"),
+    ("expires plus", {"X_Amz_Expires": "+60"}, PQE, "X-Amz-Expires should be a number"),
+    ("expires fraction", {"X_Amz_Expires": "1.5"}, PQE, "X-Amz-Expires should be a number"),
+    ("expires negative", {"X_Amz_Expires": "-1"}, PQE, "X-Amz-Expires must be non-negative"),
+    ("expires negative big", {"X_Amz_Expires": "-604801"}, PQE,
+     "X-Amz-Expires must be non-negative"),
+    ("expires negative huge", {"X_Amz_Expires": "-" + "9" * 40}, PQE,
+     "X-Amz-Expires should be a number"),
     (
         "expires too big",
         {"X_Amz_Expires": "604801"},
         PQE,
-        "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+        "X-Amz-Expires must be less than 604800 seconds",
+    ),
+    (
+        "expires int32 max",
+        {"X_Amz_Expires": "2147483647"},
+        PQE,
+        "X-Amz-Expires must be less than a week (in seconds); that is, the given "
+        "X-Amz-Expires must be less than 604800 seconds",
     ),
     (
         "unknown key",
@@ -839,6 +876,39 @@ def test_presigned_errors(
     err = expect(exc, lambda: authenticate(presigned(**override), lookup, now=NOW))
     if message:
         assert err.msg == message
+
+
+@pytest.mark.parametrize("value", ["-1", "-7", "604801", "609901", "abc"])
+def test_presigned_expires_out_of_range_is_400_before_the_key(value: str) -> None:
+    """An out-of-range X-Amz-Expires is refused as a malformed parameter (400), before the
+    key lookup, expiry and signature: never 403 AccessDenied."""
+    req = presigned(X_Amz_Expires=value,
+                    X_Amz_Credential="AKIDUNKNOWN/20130524/us-east-1/s3/aws4_request")
+    err = expect(PQE, lambda: authenticate(req, lookup, now=NOW + timedelta(days=30)))
+    assert err.status == 400 and err.code == "AuthorizationQueryParametersError"
+
+
+@pytest.mark.parametrize("value,message", [
+    ("-1", sigv4.MSG_EXPIRES_NEGATIVE), ("604801", sigv4.MSG_EXPIRES_OVER_A_WEEK),
+])
+def test_presigned_expires_messages_are_s3s(value: str, message: str) -> None:
+    err = expect(PQE, lambda: authenticate(presigned(X_Amz_Expires=value), lookup, now=NOW))
+    assert err.msg == message and err.extra == {}
+
+
+def test_presigned_expires_zero_and_a_week_are_in_range() -> None:
+    """0 is valid and already expired (403); 604800 is the largest valid value."""
+    err = expect(
+        errors.AccessDenied,
+        lambda: authenticate(presigned(X_Amz_Expires="0"), lookup,
+                             now=NOW + timedelta(seconds=1)),
+        **{"X-Amz-Expires": "0", "Expires": "2013-05-24T00:00:00Z",
+           "ServerTime": "2013-05-24T00:00:01Z"},
+    )
+    assert err.msg == "Request has expired" and err.status == 403
+    # in range: the request gets as far as the signature (the vector signed 86400)
+    expect(errors.SignatureDoesNotMatch,
+           lambda: authenticate(presigned(X_Amz_Expires="604800"), lookup, now=NOW))
 
 
 def test_presigned_time_window() -> None:

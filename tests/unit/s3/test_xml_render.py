@@ -108,7 +108,8 @@ def test_list_buckets_order(buckets: list[Bucket], token: str | None, prefix: st
     root = root_of(R.list_buckets(OWNER, buckets, continuation_token=token, prefix=prefix))
     assert names(root) == top
     assert names(sub(root, "Owner")) == OWNER_ELS
-    assert [names(b) for b in sub(root, "Buckets")] == [["Name", "CreationDate", "BucketRegion"]] * len(buckets)
+    assert [names(b) for b in sub(root, "Buckets")] == [
+        ["Name", "CreationDate", "BucketRegion"]] * len(buckets)
 
 
 def test_list_buckets_empty_sends_buckets_element() -> None:
@@ -186,7 +187,8 @@ def test_access_control_policy_order_and_xsi() -> None:
     grants = list(sub(root, "AccessControlList"))
     assert [names(g) for g in grants] == [["Grantee", "Permission"]] * 3
     grantees = [sub(g, "Grantee") for g in grants]
-    assert [g.get(f"{{{XSI}}}type") for g in grantees] == ["CanonicalUser", "CanonicalUser", "Group"]
+    assert [g.get(f"{{{XSI}}}type") for g in grantees] == [
+        "CanonicalUser", "CanonicalUser", "Group"]
     assert [names(g) for g in grantees] == [["ID", "DisplayName"], ["ID"], ["URI"]]
     assert all(g.nsmap.get("xsi") == XSI for g in grantees)
     assert [sub(g, "Permission").text for g in grants] == ["FULL_CONTROL", "READ_ACP", "READ"]
@@ -210,17 +212,17 @@ EMPTY = Page((), (), False, None)
 
 
 def v2(page: Page, **kw: Any) -> bytes:
-    args: dict[str, Any] = {"prefix": None, "delimiter": None, "max_keys": 1000, "encoding_type": None,
-                                "start_after": None, "continuation_token": None,
-                                "next_continuation_token": None, "fetch_owner": False,
-                                "owner_of": lambda o: OTHER}
+    args: dict[str, Any] = {"prefix": None, "delimiter": None, "max_keys": 1000,
+                            "encoding_type": None, "start_after": None, "continuation_token": None,
+                            "next_continuation_token": None, "fetch_owner": False,
+                            "owner_of": lambda o: OTHER}
     args.update(kw)
     return R.list_objects_v2("bkt", page, **args)
 
 
 def v1(page: Page, **kw: Any) -> bytes:
-    args: dict[str, Any] = {"prefix": None, "delimiter": None, "max_keys": 1000, "encoding_type": None,
-                                "marker": None, "owner_of": lambda o: OTHER}
+    args: dict[str, Any] = {"prefix": None, "delimiter": None, "max_keys": 1000,
+                            "encoding_type": None, "marker": None, "owner_of": lambda o: OTHER}
     args.update(kw)
     return R.list_objects_v1("bkt", page, **args)
 
@@ -317,7 +319,9 @@ def test_list_multipart_uploads_order() -> None:
                            "NextUploadIdMarker", "Delimiter", "Prefix", "EncodingType",
                            "MaxUploads", "IsTruncated", "Upload", "CommonPrefixes"]
     up = sub(root, "Upload")
-    assert names(up) == ["Key", "UploadId", "Initiator", "Owner", "StorageClass", "Initiated"]
+    assert names(up) == ["Key", "UploadId", "Initiator", "Owner", "StorageClass", "Initiated",
+                         "ChecksumAlgorithm", "ChecksumType"]
+    assert sub(up, "ChecksumType").text == "COMPOSITE"  # CRC32's default
     assert names(sub(up, "Initiator")) == OWNER_ELS == names(sub(up, "Owner"))
     assert sub(root, "KeyMarker").text == "k%20m" and sub(root, "NextKeyMarker").text == "n%20k"
     assert sub(up, "Key").text == "dir/a%20b%2Bc"
@@ -336,8 +340,8 @@ def test_list_parts_order() -> None:
     root = root_of(R.list_parts(UPLOAD, PARTS, part_number_marker=0, max_parts=2,
                                 is_truncated=True))
     assert names(root) == ["Bucket", "Key", "UploadId", "Initiator", "Owner", "StorageClass",
-                           "ChecksumAlgorithm", "PartNumberMarker", "NextPartNumberMarker",
-                           "MaxParts", "IsTruncated", "Part", "Part"]
+                           "ChecksumAlgorithm", "ChecksumType", "PartNumberMarker",
+                           "NextPartNumberMarker", "MaxParts", "IsTruncated", "Part", "Part"]
     parts = list(root.iterfind(f"{{{S3NS}}}Part"))
     assert names(parts[0]) == ["PartNumber", "LastModified", "ETag", "Size", "ChecksumCRC32"]
     assert names(parts[1]) == ["PartNumber", "LastModified", "ETag", "Size"]
@@ -349,6 +353,7 @@ def test_list_parts_empty() -> None:
     root = root_of(R.list_parts(plain, [], part_number_marker=7, max_parts=1000,
                                 is_truncated=False))
     assert "ChecksumAlgorithm" not in names(root) and "Part" not in names(root)
+    assert "ChecksumType" not in names(root)
     assert sub(root, "NextPartNumberMarker").text == "0"
 
 
@@ -359,6 +364,7 @@ def test_list_parts_boto3() -> None:
         (1, '"p1"', 5242880), (2, '"p2"', 1)]
     assert out["Parts"][0]["ChecksumCRC32"] == "AAAAAA=="
     assert out["ChecksumAlgorithm"] == "CRC32" and out["NextPartNumberMarker"] == 2
+    assert out["ChecksumType"] == "COMPOSITE"
     assert out["Initiator"]["ID"] == OWNER.id and out["IsTruncated"] is True
 
 
@@ -420,3 +426,42 @@ def test_error_document_scrubs_unrepresentable_characters() -> None:
 def test_renderers_raise_s3_error_on_unrepresentable_text() -> None:
     with pytest.raises(InvalidArgument):
         R.list_buckets(OWNER, [], prefix="\x07")
+
+
+# --- multipart checksums -------------------------------------------------------------------
+
+
+def test_copy_part_result_with_checksum() -> None:
+    body = R.copy_part_result('"e"', TS, "CRC32C", "yZRlqg==")
+    assert names(root_of(body)) == ["LastModified", "ETag", "ChecksumCRC32C"]
+    out = client_returning(body).upload_part_copy(
+        Bucket="b", Key="k", UploadId="u", PartNumber=1, CopySource="b/src")
+    assert out["CopyPartResult"]["ChecksumCRC32C"] == "yZRlqg=="
+    assert names(root_of(R.copy_part_result('"e"', TS, "CRC32C", None))) == [
+        "LastModified", "ETag"]
+
+
+@pytest.mark.parametrize("value,kind", [("AAAAAA==-3", "COMPOSITE"),
+                                        ("AAAAAA==", "FULL_OBJECT")])
+def test_complete_multipart_with_checksum(value: str, kind: str) -> None:
+    body = R.complete_multipart_upload("http://localhost:1/b/k", "b", "k", '"abc-3"',
+                                       checksum_algorithm="CRC32", checksum_value=value)
+    assert names(root_of(body)) == ["Location", "Bucket", "Key", "ETag", "ChecksumCRC32",
+                                    "ChecksumType"]
+    out = client_returning(body).complete_multipart_upload(
+        Bucket="b", Key="k", UploadId="u",
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"x"'}]})
+    assert (out["ChecksumCRC32"], out["ChecksumType"]) == (value, kind)
+
+
+def test_list_parts_full_object_type() -> None:
+    full = Upload("0" * 32, "bkt", "k", OWNER.id, OWNER.display_name, TS,
+                  checksum_algorithm="CRC32", checksum_type="FULL_OBJECT")
+    root = root_of(R.list_parts(full, PARTS, part_number_marker=0, max_parts=2,
+                                is_truncated=False))
+    assert sub(root, "ChecksumType").text == "FULL_OBJECT"
+    nvme = Upload("0" * 32, "bkt", "k", OWNER.id, OWNER.display_name, TS,
+                  checksum_algorithm="CRC64NVME")  # no stored type: the algorithm's default
+    root = root_of(R.list_parts(nvme, [], part_number_marker=0, max_parts=2,
+                                is_truncated=False))
+    assert sub(root, "ChecksumType").text == "FULL_OBJECT"

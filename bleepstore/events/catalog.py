@@ -1,0 +1,84 @@
+"""Which events a committed metadata change produces (events.md §2): a pure function of
+the command and what ``apply()`` returned, so it can run inside the command's transaction.
+
+Reads, failed commands and idempotent no-ops (re-creating your own bucket, deleting a key
+that was not there) produce nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bleepstore.metadata import commands as c
+
+EVENT_TYPES = ("bucket.created", "bucket.deleted", "bucket.acl.updated", "object.created",
+               "object.deleted", "objects.deleted", "object.acl.updated", "multipart.created",
+               "part.uploaded", "multipart.completed", "multipart.aborted")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    bucket: str  # the partition key: per-bucket order
+    data: dict[str, Any]
+    request_id: str
+
+
+def _object_created(meta: Any, operation: str) -> dict[str, Any]:
+    return {"bucket": meta.bucket, "key": meta.key, "size": meta.size, "etag": meta.etag,
+            "content_type": meta.content.content_type, "operation": operation,
+            "last_modified": meta.last_modified}
+
+
+def events_for(cmd: Any, result: Any) -> list[Event]:
+    """The events of ``cmd``, committed with ``result`` (the handler's return value)."""
+    origin = getattr(cmd, "origin", None)
+    rid, op = (origin.request_id, origin.operation) if origin is not None else ("", "")
+
+    def one(kind: str, bucket: str, **data: Any) -> list[Event]:
+        return [Event(kind, bucket, {"bucket": bucket, **data}, rid)]
+
+    if isinstance(cmd, c.PutObject):
+        meta = cmd.meta
+        return [Event("object.created", meta.bucket, _object_created(meta, op or "PutObject"),
+                      rid)]
+    if isinstance(cmd, c.CompleteUpload):
+        meta = cmd.meta
+        return [Event("object.created", meta.bucket,
+                      _object_created(meta, "CompleteMultipartUpload"), rid),
+                *one("multipart.completed", meta.bucket, key=meta.key,
+                     upload_id=cmd.upload_id, etag=meta.etag, size=meta.size)]
+    if isinstance(cmd, c.DeleteObjects):
+        keys = [key for key, _ in result or ()]
+        if not keys:
+            return []
+        if op == "DeleteObject":
+            return one("object.deleted", cmd.bucket, key=keys[0])
+        return one("objects.deleted", cmd.bucket, keys=keys)
+    if isinstance(cmd, c.CreateBucket):
+        b = cmd.bucket
+        return one("bucket.created", b.name, region=b.region, owner=b.owner_id) if result else []
+    if isinstance(cmd, c.DeleteBucket):
+        return one("bucket.deleted", cmd.name)
+    if isinstance(cmd, c.PutBucketAcl):
+        return one("bucket.acl.updated", cmd.name, acl=json.loads(cmd.acl))
+    if isinstance(cmd, c.PutObjectAcl):
+        return one("object.acl.updated", cmd.bucket, key=cmd.key, acl=json.loads(cmd.acl))
+    if isinstance(cmd, c.CreateUpload):
+        u = cmd.upload
+        return one("multipart.created", u.bucket, key=u.key, upload_id=u.upload_id)
+    if isinstance(cmd, c.PutPart):
+        p = cmd.part
+        return one("part.uploaded", cmd.bucket, key=cmd.key, upload_id=p.upload_id,
+                   part_number=p.part_number, etag=p.etag, size=p.size)
+    if isinstance(cmd, c.AbortUpload):
+        return one("multipart.aborted", cmd.bucket, key=cmd.key, upload_id=cmd.upload_id,
+                   reason="client")
+    if isinstance(cmd, c.ReapExpiredUploads):
+        return [Event("multipart.aborted", bucket,
+                      {"bucket": bucket, "key": key, "upload_id": upload_id,
+                       "reason": "expired"}, "")
+                for upload_id, bucket, key in result or ()]
+    return []

@@ -1,0 +1,568 @@
+"""Azure Blob Storage as a ``CloudStore`` for ``GatewayBackend`` (storage.md §4.4).
+
+Invariants:
+- azure-storage-blob and azure-identity are imported inside methods only: the package
+  imports without them. The SDK client is built on first use, under a lock, never in
+  ``__init__`` (the gunicorn master constructs, workers fork), and is then shared by the
+  worker's threads (the SDK's clients are thread-safe).
+- Memory per transfer is bounded: ``upload_file`` lets the SDK stage blocks straight from
+  the open spool file (``upload_concurrency`` blocks of ``upload_block`` in flight: 12-20
+  MiB per upload measured, whatever the object size); ``read``
+  issues ranged GETs of ``read_request`` bytes and yields them in chunks of <= 1 MiB;
+  server-side block copies (Put Block From URL) move no bytes through BleepStore, and the
+  streamed fallback holds one download chunk per task.
+- Multipart stages each part's blocks on the upload's reserved result itself
+  (``NativeStore``): block ids ``<part>-<attempt>-<sub>`` (one length for every block of
+  that blob), at most ``PART_BLOCKS`` per part (so 10,000 parts fit Azure's 50,000
+  committed blocks), the block size kept on the part row; Complete is one Put Block List
+  of the listed parts' blocks. Nothing is copied at Complete; an aborted upload's
+  uncommitted blocks are discarded (Azure also drops them after 7 days).
+- ``copy`` builds a block blob from ranges of a committed blob: one block per
+  source range of at most ``block_limit`` bytes, ids of one fixed length, then one Put
+  Block List. Nothing is visible under ``dst`` before that commit; a failed build discards
+  its uncommitted blocks (best effort; Azure also drops them after 7 days).
+- Every SDK error is translated here (``_translated``) into ``BlobMissing``, ``SlowDown``,
+  ``ServiceUnavailable`` or ``GatewayError`` (one ERROR log line naming the config key);
+  no SDK exception leaves this module.
+- Objects are named by refs only and user metadata lives in SQLite, so Azure's metadata
+  rules (names must be C# identifiers) never apply here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from bleepstore import errors
+from bleepstore.config import AzureStorageConfig
+from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.gateway import GatewayError, NativePart
+from bleepstore.storage.localio import CHUNK
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+
+log = logging.getLogger("bleepstore.storage")
+
+BLOCK_LIMIT = 4000 << 20  # largest Put Block / Put Block From URL (service 2019-12-12+)
+MAX_BLOCKS = 50_000  # committed blocks per blob
+UPLOAD_BLOCK = 8 << 20  # block size of the SDK's chunked upload (a 5 GiB PUT: 640 blocks)
+SINGLE_PUT = 4 << 20  # bodies up to this go in one Put Blob (the SDK reads them whole)
+READ_REQUEST = 1 << 20  # bytes per ranged GET (the SDK briefly holds ~9x this: see read())
+PART_BLOCKS = 5  # most blocks per part: 10,000 parts x 5 = Azure's committed-block limit
+CHECK_TIMEOUT_S = 10  # check() is a health probe: fail fast, no retry
+BLOCK_COPY_TIMEOUT_S = 900  # one Put Block From URL may copy up to 4000 MiB server-side
+SAS_LIFETIME = timedelta(hours=1)
+UNSUPPORTED = frozenset({"APINotImplemented", "NotImplemented", "FeatureNotSupported"})
+
+
+class _Unsupported(Exception):
+    """The service does not implement Put Block From URL (Azurite before 3.37)."""
+
+
+def block_id(index: int, sub: int) -> str:
+    """``"iiiii-sssss"``: Azure wants every block id of a blob to have the same length
+    (the SDK sends it base64-encoded)."""
+    return f"{index:05d}-{sub:05d}"
+
+
+def block_plan(sizes: Sequence[int], limit: int) -> list[tuple[int, int, int, str]]:
+    """``(source index, offset, length, block id)`` covering every source in order; a
+    source above ``limit`` becomes several blocks, an empty one none."""
+    plan = [(index, offset, min(limit, size - offset), block_id(index, sub))
+            for index, size in enumerate(sizes)
+            for sub, offset in enumerate(range(0, size, limit))]
+    if len(plan) > MAX_BLOCKS:
+        raise errors.InternalError(
+            f"the object needs {len(plan)} blocks; Azure allows {MAX_BLOCKS} per blob")
+    return plan
+
+
+def part_block_id(number: int, attempt: str, sub: int) -> str:
+    """``"nnnnn-<attempt>-sssss"``: one length for every block of an upload's result."""
+    return f"{number:05d}-{attempt}-{sub:05d}"
+
+
+def _spans(size: int, block: int) -> list[tuple[int, int, int]]:
+    """``(sub, offset, length)`` of the blocks of ``size`` bytes; none for 0 bytes."""
+    return [(sub, offset, min(block, size - offset))
+            for sub, offset in enumerate(range(0, size, block))]
+
+
+def _code(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+def _status(exc: BaseException) -> int:
+    return int(getattr(exc, "status_code", None) or 0)
+
+
+class AzureCloud:
+    """One container (``storage.azure.*``) holding ``{prefix}{ref}`` block blobs."""
+
+    def __init__(self, config: AzureStorageConfig, *, block_limit: int = BLOCK_LIMIT,
+                 upload_block: int = UPLOAD_BLOCK, upload_concurrency: int = 4,
+                 read_request: int = READ_REQUEST, compose_concurrency: int = 8,
+                 block_from_url: bool | None = None, retry_total: int | None = None) -> None:
+        """``block_from_url``: None = use Put Block From URL until the service says it is
+        not implemented, then stream; False = always stream (tests). ``retry_total``:
+        None = the SDK's default retry policy (storage.md §4.1)."""
+        if min(block_limit, upload_block, upload_concurrency, read_request,
+               compose_concurrency) < 1:
+            raise ValueError("sizes and concurrencies must be >= 1")
+        self.config = config
+        self.block_limit = block_limit
+        self._upload_block = upload_block
+        self._upload_concurrency = upload_concurrency
+        self._read_request = read_request
+        self._compose_concurrency = compose_concurrency
+        self._from_url = block_from_url
+        self._retry_total = retry_total
+        self._lock = threading.Lock()
+        self._service: BlobServiceClient | None = None
+        self._container: ContainerClient | None = None
+        self._delegation: tuple[Any, datetime] | None = None
+
+    # --- CloudStore ---------------------------------------------------------------------
+
+    def upload_file(self, name: str, path: str, size: int) -> None:
+        blob = self._blob(name)
+        with open(path, "rb") as f, self._translated(name):
+            blob.upload_blob(f, length=size, overwrite=True,
+                             max_concurrency=self._upload_concurrency)
+
+    def read(self, name: str, offset: int, length: int) -> Iterator[bytes]:
+        """Ranged GETs of ``read_request`` bytes, the first sent now (a missing blob raises
+        here, not mid-stream). NOTE: the SDK collects each GET with ``list()`` over a
+        stream whose ``len()`` is its byte count, so it briefly allocates 8 bytes of list
+        per byte (~9x ``read_request``): hence 1 MiB GETs, not the SDK's 4 MiB."""
+        if length <= 0:
+            return iter(())
+        blob = self._blob(name)
+        with self._translated(name):
+            download = blob.download_blob(offset=offset, length=length)
+        return self._chunks(name, download)
+
+    def size(self, name: str) -> int:
+        blob = self._blob(name)
+        with self._translated(name):
+            return int(blob.get_blob_properties().size)
+
+    def delete(self, name: str) -> None:
+        blob = self._blob(name)
+        with contextlib.suppress(BlobMissing), self._translated(name):
+            blob.delete_blob()
+
+    def copy(self, src: str, dst: str) -> None:
+        """Synchronous and server-side: Put Block From URL + Put Block List (no polling of
+        an asynchronous Copy Blob, no 256 MiB cap of Copy Blob From URL)."""
+        self._build(dst, [(src, self.size(src))])
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        container = self._client()
+        with self._translated(prefix):
+            for item in container.list_blobs(name_starts_with=prefix or None):
+                yield str(item.name), item.last_modified.timestamp()
+
+    def check(self) -> None:
+        container = self._client()
+        with self._translated(self.config.container):
+            container.get_container_properties(retry_total=0, timeout=CHECK_TIMEOUT_S,
+                                               connection_timeout=CHECK_TIMEOUT_S,
+                                               read_timeout=CHECK_TIMEOUT_S)
+
+    # --- NativeStore: staged blocks on the upload's result ------------------------------
+
+    def start_upload(self, name: str) -> None:
+        return None  # blocks are staged on ``name`` itself: nothing to open
+
+    def upload_part(self, name: str, number: int, attempt: str, path: str, size: int,
+                    md5_hex: str) -> str:
+        blob, block = self._blob(name), self._part_block(size)
+        tasks = [self._file_block_task(blob, name, path, offset, length,
+                                       part_block_id(number, attempt, sub))
+                 for sub, offset, length in _spans(size, block)]
+        _run_all(tasks, self._upload_concurrency)
+        return str(block)
+
+    def copy_part(self, name: str, number: int, attempt: str, src: str, size: int) -> str:
+        blob, block = self._blob(name), self._part_block(size)
+        tasks = [self._stage_task(blob, src, offset, length, part_block_id(number, attempt, sub))
+                 for sub, offset, length in _spans(size, block)]
+        _run_all(tasks, self._compose_concurrency)
+        return str(block)
+
+    def complete_upload(self, name: str, parts: Sequence[NativePart]) -> None:
+        from azure.core.exceptions import HttpResponseError
+        from azure.storage.blob import BlobBlock
+
+        ids: list[str] = []
+        for part in parts:
+            if part.handle is None or not part.handle.isdigit() or int(part.handle) < 1:
+                raise errors.InvalidPart()
+            ids += [part_block_id(part.number, part.attempt, sub)
+                    for sub, _, _ in _spans(part.size, int(part.handle))]
+        if len(ids) > MAX_BLOCKS:
+            raise errors.InternalError(f"{len(ids)} blocks; Azure allows {MAX_BLOCKS} per blob")
+        blob = self._blob(name)
+        with self._translated(name):
+            try:
+                # NOTE: a block of the list is found uncommitted, or committed by an
+                # earlier commit of this same list (a retried Complete): the same blob.
+                blob.commit_block_list([BlobBlock(block_id=bid) for bid in ids])
+            except HttpResponseError as exc:
+                if _code(exc) == "InvalidBlockList":  # a part's blocks are not there
+                    raise errors.InvalidPart() from exc
+                raise
+
+    def abort_upload(self, name: str) -> None:
+        self._discard_blocks(self._blob(name))
+
+    def sweep_uploads(self, prefix: str, keep: Callable[[str], bool]) -> int:
+        """Discard the staged blocks of uploads that are gone (Azure would keep, and bill,
+        them for 7 days): the blobs under ``prefix`` that only a listing with uncommitted
+        blobs shows (nothing committed there yet)."""
+        committed = {name for name, _ in self.list(prefix)}
+        container, discarded = self._client(), 0
+        with self._translated(prefix):
+            staged = [str(item.name) for item in container.list_blobs(
+                name_starts_with=prefix, include=["uncommittedblobs"])]
+        for name in staged:
+            if name not in committed and not keep(name):
+                discarded += self._discard_blocks(self._blob(name))
+        return discarded
+
+    def _part_block(self, size: int) -> int:
+        return min(self.block_limit, max(self._upload_block, -(-size // PART_BLOCKS)))
+
+    def _file_block_task(self, blob: BlobClient, name: str, path: str, offset: int,
+                         length: int, bid: str) -> Callable[[], None]:
+        def stage() -> None:
+            with open(path, "rb") as f, self._translated(name):
+                blob.stage_block(bid, cast(IO[bytes], _FileSlice(f, offset, length)),
+                                 length=length)
+        return stage
+
+    # --- building a blob from ranges of other blobs ---------------------------------------
+
+    def _build(self, dst: str, sources: Sequence[tuple[str, int]]) -> None:
+        plan = block_plan([size for _, size in sources], self.block_limit)
+        blob = self._blob(dst)
+        tasks = [self._stage_task(blob, sources[index][0], offset, length, bid)
+                 for index, offset, length, bid in plan]
+        try:
+            _run_all(tasks, self._compose_concurrency)
+            from azure.storage.blob import BlobBlock
+
+            with self._translated(dst):
+                blob.commit_block_list([BlobBlock(block_id=bid) for *_, bid in plan])
+        except BaseException:
+            self._discard_blocks(blob)
+            raise
+
+    def _stage_task(self, blob: BlobClient, src: str, offset: int, length: int,
+                    bid: str) -> Callable[[], None]:
+        def stage() -> None:
+            if self._from_url is not False:
+                try:
+                    self._stage_from_url(blob, src, offset, length, bid)
+                    return
+                except _Unsupported:
+                    log.info("Put Block From URL not implemented by the service: "
+                             "blocks are streamed through BleepStore")
+                    self._from_url = False
+            with self._translated(src):
+                source = cast(IO[bytes], _RangeStream(self, src, offset, length))
+                blob.stage_block(bid, source, length=length)
+        return stage
+
+    def _stage_from_url(self, blob: BlobClient, src: str, offset: int, length: int,
+                        bid: str) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        url = self._source_url(src)
+        with self._translated(src):
+            try:
+                blob.stage_block_from_url(bid, url, source_offset=offset, source_length=length,
+                                          timeout=BLOCK_COPY_TIMEOUT_S,
+                                          read_timeout=BLOCK_COPY_TIMEOUT_S)
+            except HttpResponseError as exc:
+                if _code(exc) in UNSUPPORTED or _status(exc) == 501:
+                    raise _Unsupported() from exc
+                raise
+        self._from_url = True
+
+    def _discard_blocks(self, blob: BlobClient) -> bool:
+        """Drop the uncommitted blocks of a failed build: committing an empty list (only
+        if nothing is committed there yet) discards them, then the empty blob goes."""
+        try:
+            blob.commit_block_list([], if_none_match="*")
+            blob.delete_blob()
+        except Exception as exc:  # best effort: Azure drops them after 7 days anyway
+            log.debug("could not discard uncommitted blocks of %s: %s", blob.blob_name, exc)
+            return False
+        return True
+
+    # --- source authorization for Put Block From URL --------------------------------------
+
+    def _source_url(self, name: str) -> str:
+        """The source must carry its own authorization: a read-only SAS signed with the
+        account key, or a user delegation SAS for Entra ID credentials."""
+        url = str(self._blob(name).url)
+        if "?" in url:  # the connection string carried a SAS: it applies to the source
+            return url
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+        service = self._service
+        assert service is not None  # _blob() connected
+        expiry = datetime.now(UTC) + SAS_LIFETIME
+        key = getattr(service.credential, "account_key", None)
+        with self._translated(name):
+            sas = generate_blob_sas(
+                service.account_name or "", self.config.container, name,
+                account_key=key, user_delegation_key=None if key else self._delegation_key(),
+                permission=BlobSasPermissions(read=True), expiry=expiry)
+        return f"{url}?{sas}"
+
+    def _delegation_key(self) -> Any:
+        now = datetime.now(UTC)
+        with self._lock:
+            if self._delegation is None or self._delegation[1] - now < 2 * SAS_LIFETIME:
+                assert self._service is not None
+                until = now + 6 * SAS_LIFETIME
+                key = self._service.get_user_delegation_key(now - timedelta(minutes=5), until)
+                self._delegation = (key, until)
+            return self._delegation[0]
+
+    # --- clients --------------------------------------------------------------------------
+
+    def _blob(self, name: str) -> BlobClient:
+        return self._client().get_blob_client(name)
+
+    def _client(self) -> ContainerClient:
+        container = self._container
+        if container is None:
+            with self._lock:
+                if self._container is None:
+                    self._container = self._connect()
+                container = self._container
+        return container
+
+    def _connect(self) -> ContainerClient:
+        from azure.storage.blob import BlobServiceClient
+
+        cfg = self.config
+        if not cfg.container:
+            raise self._refused("storage.azure.container", "is empty")
+        # NOTE: the transfer sizes are client settings in this SDK, not upload_blob()
+        # arguments. min_large_block_upload_threshold=1 keeps the SDK on its seekable
+        # sub-stream path for any block size (no whole-block buffers).
+        options: dict[str, Any] = {
+            "max_single_put_size": SINGLE_PUT, "max_block_size": self._upload_block,
+            "min_large_block_upload_threshold": 1,
+            "max_single_get_size": self._read_request,
+            "max_chunk_get_size": self._read_request}
+        if self._retry_total is not None:
+            options["retry_total"] = self._retry_total
+        try:
+            if cfg.connection_string:
+                service = BlobServiceClient.from_connection_string(cfg.connection_string,
+                                                                   **options)
+            elif cfg.account:
+                service = BlobServiceClient(f"https://{cfg.account}.blob.core.windows.net",
+                                            credential=self._credential(), **options)
+            else:
+                raise self._refused("storage.azure.connection_string",
+                                    "neither it nor storage.azure.account is set")
+        except ValueError as exc:
+            raise self._refused(self._credential_key(), str(exc)) from None
+        # NOTE: the SDK logs every request and response at INFO; at BleepStore's default
+        # level that would be two lines per blob operation. Quieted unless configured.
+        http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+        if http_log.level == logging.NOTSET:
+            http_log.setLevel(logging.WARNING)
+        self._service = service
+        return service.get_container_client(cfg.container)
+
+    def _credential(self) -> Any:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        if self.config.use_managed_identity:  # AZURE_CLIENT_ID picks a user-assigned one
+            return ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID"))
+        return DefaultAzureCredential()
+
+    def _credential_key(self) -> str:
+        if self.config.connection_string:
+            return "storage.azure.connection_string"
+        if self.config.use_managed_identity:
+            return "storage.azure.use_managed_identity"
+        return "storage.azure.account"
+
+    # --- errors ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except (BlobMissing, errors.S3Error, _Unsupported):
+            raise
+        except Exception as exc:
+            mapped = self._translate(exc, name)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _translate(self, exc: Exception, name: str) -> Exception | None:
+        """storage.md §4.1: the S3-side meaning of an SDK error (None: not an SDK error)."""
+        from azure.core import exceptions as az
+
+        if not isinstance(exc, az.AzureError):
+            return None
+        status, code = _status(exc), _code(exc)
+        detail = f"{code or status or type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if code == "ContainerNotFound":
+            return self._refused("storage.azure.container",
+                                 f"container {self.config.container!r} does not exist")
+        if isinstance(exc, az.ClientAuthenticationError) or status in (401, 403):
+            if code == "CannotVerifyCopySource":  # the source's SAS was refused
+                return self._refused(self._credential_key(), f"copy source refused ({detail})")
+            return self._refused(self._credential_key(), detail)
+        if isinstance(exc, az.ResourceNotFoundError) or status == 404:
+            return BlobMissing(name)
+        if status == 429 or (status == 503 and code == "ServerBusy"):
+            log.warning("azure throttled a request on %s: %s", name, detail)
+            return errors.SlowDown()
+        if (isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError,
+                             az.IncompleteReadError)) or status >= 500):
+            log.warning("azure unavailable for %s: %s", name, detail)
+            return errors.ServiceUnavailable()
+        log.error("azure error on %s: %s", name, detail)
+        return errors.InternalError()
+
+    def _refused(self, key: str, detail: str) -> GatewayError:
+        log.error("azure storage refused BleepStore: check %s: %s", key, detail)
+        return GatewayError(f"Azure storage refused BleepStore: check {key}: {detail}")
+
+    def _chunks(self, name: str, download: Any) -> Iterator[bytes]:
+        with self._translated(name):
+            for piece in download.chunks():
+                for start in range(0, len(piece), CHUNK):
+                    yield piece[start:start + CHUNK]
+
+
+class _RangeStream:
+    """A seekable file over ``length`` bytes of a blob from ``offset``, read lazily in
+    GETs; the SDK streams it into one Put Block and seeks back to retry."""
+
+    def __init__(self, cloud: AzureCloud, name: str, offset: int, length: int) -> None:
+        self._cloud, self._name, self._offset, self._length = cloud, name, offset, length
+        self._pos = 0
+        self._chunks: Iterator[bytes] | None = None
+        self._view = memoryview(b"")
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            size = self._length - self._pos
+        size = min(size, self._length - self._pos)
+        if size <= 0:
+            return b""
+        if not self._view:
+            if self._chunks is None:
+                self._chunks = self._cloud.read(self._name, self._offset + self._pos,
+                                                self._length - self._pos)
+            piece = next(self._chunks, b"")
+            if not piece:
+                raise BlobMissing(f"{self._name}: ended at {self._pos} of {self._length}")
+            self._view = memoryview(piece)
+        out = bytes(self._view[:size])
+        self._view = self._view[len(out):]
+        self._pos += len(out)
+        return out
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        target = min(max(base + pos, 0), self._length)
+        if target != self._pos:
+            self._close_download()
+            self._pos = target
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._close_download()
+
+    def _close_download(self) -> None:
+        chunks, self._chunks, self._view = self._chunks, None, memoryview(b"")
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class _FileSlice:
+    """A seekable view of ``length`` bytes of an open file from ``offset``: the SDK streams
+    it into one Put Block and seeks back to retry."""
+
+    def __init__(self, f: IO[bytes], offset: int, length: int) -> None:
+        self._f, self._offset, self._length = f, offset, length
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        left = self._length - self._pos
+        size = left if size is None or size < 0 else min(size, left)
+        if size <= 0:
+            return b""
+        data = os.pread(self._f.fileno(), size, self._offset + self._pos)
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = min(max(base + pos, 0), self._length)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+def _run_all(tasks: Sequence[Callable[[], None]], workers: int) -> None:
+    """Run ``tasks`` on up to ``workers`` threads; the first failure cancels the rest."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            task()
+        return
+    with ThreadPoolExecutor(min(workers, len(tasks)),
+                            thread_name_prefix="bleepstore-azure") as pool:
+        futures = [pool.submit(task) for task in tasks]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

@@ -1,0 +1,16 @@
+"""What a data directory may contain: every file a server writes, by pattern (relative to
+``data/``). Tests that attack keys and paths check every file against it."""
+
+from __future__ import annotations
+
+import re
+
+BLOB = re.compile(r"objects/blobs/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}")
+ALLOWED = [BLOB, re.compile(r"objects/multipart/[0-9a-f]{32}/[0-9]{5}-[0-9a-f]{32}"),
+           re.compile(r"objects/\.tmp/[0-9a-f]{32}"),
+           re.compile(r"metadata\.db(-wal|-shm|\.reserve)?"),
+           re.compile(r"([a-z]+/)?\.bleepstore\.lock"),
+           re.compile(r"prometheus/[a-z_]+_[0-9]+\.db"), re.compile(r"spool/[^/]+"),
+           # a cluster node (tests/support/cluster.py): its Raft journal, snapshot, socket
+           re.compile(r"raft/raft\.(journal|journal\.meta|dump)"),
+           re.compile(r"raft/sidecar\.sock")]
