@@ -50,7 +50,8 @@ def rows(n: int) -> Iterator[tuple[Any, ...]]:
     etag = '"d41d8cd98f00b204e9800998ecf8427e"'
     for i in range(n):
         yield (BUCKET, key_for(i, per_dir), 0, etag, "application/octet-stream", None, None,
-               None, None, None, "STANDARD", "{}", "{}", NOW, f"{i:032x}", None, None, None)
+               None, None, None, "STANDARD", "{}", "{}", NOW, f"{i:032x}", None, None, None,
+               None)
 
 
 def fill(path: Path, n: int) -> tuple[SqliteStore, float]:

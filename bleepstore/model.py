@@ -76,6 +76,7 @@ class Bucket:
     owner_display: str
     acl: str  # ACL JSON (storage.md §2.15); "{}" = private to the owner
     created_at: str
+    versioning: str | None = None  # None (never enabled), "Enabled" or "Suspended"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,26 @@ class ObjectMeta:
     parts_count: int | None = None
     checksum_algorithm: str | None = None
     checksum_value: str | None = None
+    version_id: str | None = None  # None: the null version (docs/decisions.md, Versioning)
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a key's history (ListObjectVersions, reads by versionId): a version or
+    a delete marker (``meta`` then carries only key, date and owner ACL)."""
+
+    meta: ObjectMeta
+    delete_marker: bool
+    is_latest: bool
+    vseq: int  # the version's place in time (the version clock); orders a key's history
+
+    @property
+    def key(self) -> str:
+        return self.meta.key
+
+    @property
+    def version_id(self) -> str:
+        return self.meta.version_id or "null"
 
 
 @dataclass(frozen=True)

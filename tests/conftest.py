@@ -81,11 +81,14 @@ def reset_server(server: Server) -> None:
             name = bucket["Name"]
             for up in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
                 client.abort_multipart_upload(Bucket=name, Key=up["Key"], UploadId=up["UploadId"])
-            paginator = client.get_paginator("list_objects_v2")
+            # NOTE: by version: in a versioned bucket a delete by key only adds a marker
+            paginator = client.get_paginator("list_object_versions")
             for page in paginator.paginate(Bucket=name):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+                entries = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                           for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                if entries:
+                    client.delete_objects(Bucket=name, Delete={"Objects": entries,
+                                                               "Quiet": True})
             client.delete_bucket(Bucket=name)
 
 

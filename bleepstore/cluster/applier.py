@@ -35,9 +35,10 @@ from bleepstore.s3.headers import now_iso
 log = logging.getLogger("bleepstore.cluster")
 
 # Parents before children (foreign keys): inserted in this order, emptied in reverse.
-REPLICATED_TABLES = ("buckets", "objects", "multipart_uploads", "multipart_parts",
-                     "blob_parts", "credentials", "credential_generation",
-                     "completed_uploads", "stats", "raft_applied", "cluster_nodes")
+REPLICATED_TABLES = ("buckets", "objects", "object_versions", "version_clock",
+                     "multipart_uploads", "multipart_parts", "blob_parts", "credentials",
+                     "credential_generation", "completed_uploads", "stats", "raft_applied",
+                     "cluster_nodes")
 BUSINESS_ERRORS = (errors.S3Error, c.UserOwnsBuckets, c.InvalidReassignTarget,
                    sqlite3.IntegrityError)
 SNAPSHOT_KEY = "raft_snapshot"  # node_meta: the last snapshot taken or installed here

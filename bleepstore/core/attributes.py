@@ -11,10 +11,10 @@ S3 general purpose buckets do). Per-part checksums of a completed upload are not
 from __future__ import annotations
 
 from bleepstore import errors
-from bleepstore.core.access import load_bucket, readable_object
-from bleepstore.core.objects import check_version_id
+from bleepstore.core.access import load_bucket
 from bleepstore.core.request import S3Request, S3Response, xml_response
 from bleepstore.core.services import Services
+from bleepstore.core.versioning import read_version, version_headers
 from bleepstore.model import ObjectMeta
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.headers import http_date
@@ -59,12 +59,11 @@ def _object_parts(svc: Services, obj: ObjectMeta, marker: int,
 
 
 def get_object_attributes(svc: Services, req: S3Request) -> S3Response:
-    check_version_id(req)
     bucket = load_bucket(svc, req)
     wanted = requested_attributes(req.header(HEADER))
     max_parts = parse_max_keys(req.header("x-amz-max-parts"), "max-parts")
     marker = _part_number_marker(req.header("x-amz-part-number-marker"))
-    obj = readable_object(svc, req.principal, bucket, req.key)
+    obj = read_version(svc, req, bucket, req.key)
     checksum = None
     if "Checksum" in wanted and obj.checksum_algorithm and obj.checksum_value:
         kind = "COMPOSITE" if "-" in obj.checksum_value else "FULL_OBJECT"
@@ -76,4 +75,7 @@ def get_object_attributes(svc: Services, req: S3Request) -> S3Response:
                if "ObjectParts" in wanted and obj.parts_count else None),
         storage_class=obj.storage_class if "StorageClass" in wanted else None,
         size=obj.size if "ObjectSize" in wanted else None)
-    return xml_response(body).header("Last-Modified", http_date(obj.last_modified))
+    resp = xml_response(body).header("Last-Modified", http_date(obj.last_modified))
+    for name, value in version_headers(bucket, obj, req.query.get("versionId")):
+        resp.header(name, value)
+    return resp

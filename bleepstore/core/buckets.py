@@ -1,5 +1,5 @@
 """Bucket operations (s3-api.md §7): ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
-GetBucketLocation, GetBucketAcl, PutBucketAcl, GetBucketVersioning.
+GetBucketLocation, GetBucketAcl, PutBucketAcl.
 
 Invariants: buckets own no files, so every bucket operation is a single commit.
 """
@@ -93,11 +93,6 @@ def head_bucket(svc: Services, req: S3Request) -> S3Response:
 def get_bucket_location(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "OWNER")
     return xml_response(render.location_constraint(bucket.region))
-
-
-def get_bucket_versioning(svc: Services, req: S3Request) -> S3Response:
-    bucket_for(svc, req, "OWNER")
-    return xml_response(render.versioning_configuration())
 
 
 def get_bucket_acl(svc: Services, req: S3Request) -> S3Response:

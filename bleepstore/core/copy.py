@@ -23,7 +23,9 @@ from bleepstore.core.objects import commit_object
 from bleepstore.core.request import S3Request, S3Response, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
+from bleepstore.core.versioning import version_headers, version_of
 from bleepstore.metadata.commands import PutObject
+from bleepstore.metadata.versions import is_version_id
 from bleepstore.model import ObjectMeta
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
@@ -37,6 +39,7 @@ from bleepstore.storage.backend import BlobMissing
 class CopySource:
     bucket: str
     key: str
+    version_id: str | None = None
 
 
 def _decode_source(raw: str) -> str:
@@ -67,21 +70,30 @@ def parse_copy_source(value: str) -> CopySource:
         raise errors.InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
             ArgumentName="x-amz-copy-source", ArgumentValue=value)
-    if version and version != "null":
+    if version and not is_version_id(version):  # [S3] a foreign id is simply not found
         raise errors.NoSuchVersion(Key=key, VersionId=version)
-    return CopySource(bucket, key)
+    return CopySource(bucket, key, version or None)
 
 
-def load_copy_source(svc: Services, req: S3Request) -> ObjectMeta:
-    """Parse x-amz-copy-source, demand READ on it, evaluate the source conditionals."""
+def load_copy_source(svc: Services, req: S3Request) -> tuple[ObjectMeta, str | None]:
+    """Parse x-amz-copy-source, demand READ on it, evaluate the source conditionals.
+    -> (the source version, its ``x-amz-copy-source-version-id`` or None)."""
     src = parse_copy_source(req.header("x-amz-copy-source") or "")
     bucket = svc.store.get_bucket(src.bucket)
     if bucket is None:
         raise errors.NoSuchBucket(BucketName=src.bucket)
-    obj = readable_object(svc, req.principal, bucket, src.key)
+    if src.version_id is None:
+        obj = readable_object(svc, req.principal, bucket, src.key)
+    else:
+        try:
+            obj = version_of(svc, req.principal, bucket, src.key, src.version_id).meta
+        except errors.MethodNotAllowed:
+            raise errors.InvalidRequest("The source of a copy request may not specifically "
+                                        "refer to a delete marker by version id.") from None
     get = req.header
     evaluate_copy_source_conditions(lambda name: get(name), obj.etag, obj.last_modified)
-    return obj
+    header = version_headers(bucket, obj, src.version_id)
+    return obj, header[0][1] if header else None
 
 
 def copy_object(svc: Services, req: S3Request) -> S3Response:
@@ -91,7 +103,7 @@ def copy_object(svc: Services, req: S3Request) -> S3Response:
 def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
     reject_unsupported_headers(req)
     dest = bucket_for(svc, req, "WRITE")
-    src = load_copy_source(svc, req)
+    src, src_version = load_copy_source(svc, req)
     directive = (req.header("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown metadata directive.",
@@ -99,7 +111,9 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
                                      ArgumentValue=directive)
     requested_class = req.header("x-amz-storage-class")
     storage_class = validate_storage_class(requested_class or "STANDARD")
-    same = (src.bucket, src.key) == (dest.name, req.key)
+    # NOTE: copying a named version onto its own key is how a version is restored: allowed
+    named = "?versionId=" in (req.header("x-amz-copy-source") or "")
+    same = (src.bucket, src.key) == (dest.name, req.key) and not named
     if same and directive == "COPY" and (requested_class is None
                                          or requested_class == src.storage_class):
         raise errors.InvalidRequest(
@@ -128,8 +142,13 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
         acl=acl_to_json(acl), user_metadata=user_meta,
         checksum_algorithm=None if multipart_source else src.checksum_algorithm,
         checksum_value=None if multipart_source else src.checksum_value)
-    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(),
-                                            origin=origin_of(req)))
+    replaced, version_id = commit_object(svc, PutObject(meta, now, svc.gc_not_before(),
+                                                        origin=origin_of(req)))
     gc.collect_now(svc, [replaced])
-    return xml_response(render.copy_object_result(etag, now))
+    resp = xml_response(render.copy_object_result(etag, now))
+    if src_version is not None:
+        resp.header("x-amz-copy-source-version-id", src_version)
+    if version_id is not None:
+        resp.header("x-amz-version-id", version_id)
+    return resp
 

@@ -17,11 +17,13 @@ from bleepstore.core.inputs import read_xml_body
 from bleepstore.core.request import S3Request, S3Response, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import DeleteObjects
+from bleepstore.metadata.versions import is_version_id
 from bleepstore.model import ObjectMeta, Owner, Page
 from bleepstore.s3 import xml
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_from_json
 from bleepstore.s3.checksums import integrity_from_headers
+from bleepstore.s3.headers import now_iso
 from bleepstore.s3.listing import build_page, decode_token, encode_token, parse_max_keys, to_page
 from bleepstore.s3.names import validate_key
 from bleepstore.s3.xml import xml_safe
@@ -43,7 +45,7 @@ def _echoable(value: str | None, name: str, encoding: str | None) -> None:
         xml_safe(value, name)
 
 
-def _params(req: S3Request) -> tuple[str, str | None, int, str | None]:
+def listing_params(req: S3Request) -> tuple[str, str | None, int, str | None]:
     encoding = req.query.get("encoding-type")
     if encoding is not None and encoding != "url":
         raise errors.InvalidArgument("Invalid Encoding Method specified in Request",
@@ -63,7 +65,7 @@ def _page(svc: Services, bucket: str, prefix: str, delimiter: str | None, max_ke
     return to_page(listing)
 
 
-def _owner_lookup(default: Owner) -> Callable[[ObjectMeta], Owner]:
+def owner_lookup(default: Owner) -> Callable[[ObjectMeta], Owner]:
     def owner_of(obj: ObjectMeta) -> Owner:
         return acl_from_json(obj.acl, default).owner
     return owner_of
@@ -71,7 +73,7 @@ def _owner_lookup(default: Owner) -> Callable[[ObjectMeta], Owner]:
 
 def list_objects_v2(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "READ")
-    prefix, delimiter, max_keys, encoding = _params(req)
+    prefix, delimiter, max_keys, encoding = listing_params(req)
     token = req.query.get("continuation-token")
     start_after = req.query.get("start-after")
     _echoable(start_after, "start-after", encoding)
@@ -83,22 +85,22 @@ def list_objects_v2(svc: Services, req: S3Request) -> S3Response:
         encoding_type=encoding, start_after=start_after, continuation_token=token,
         next_continuation_token=next_token,
         fetch_owner=req.query.get("fetch-owner", "").lower() == "true",
-        owner_of=_owner_lookup(bucket_owner(bucket))))
+        owner_of=owner_lookup(bucket_owner(bucket))))
 
 
 def list_objects(svc: Services, req: S3Request) -> S3Response:
     bucket = bucket_for(svc, req, "READ")
-    prefix, delimiter, max_keys, encoding = _params(req)
+    prefix, delimiter, max_keys, encoding = listing_params(req)
     marker = req.query.get("marker")
     _echoable(marker, "marker", encoding)
     page = _page(svc, bucket.name, prefix, delimiter, max_keys, marker or None)
     return xml_response(render.list_objects_v1(
         bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
-        encoding_type=encoding, marker=marker, owner_of=_owner_lookup(bucket_owner(bucket))))
+        encoding_type=encoding, marker=marker, owner_of=owner_lookup(bucket_owner(bucket))))
 
 
 def _key_problem(key: str, version_id: str | None) -> render.DeleteErrorEntry | None:
-    if version_id is not None and version_id != "null":
+    if version_id is not None and not is_version_id(version_id):
         return render.DeleteErrorEntry(key, "NoSuchVersion",
                                        errors.NoSuchVersion.message, version_id)
     try:
@@ -120,17 +122,35 @@ def delete_objects(svc: Services, req: S3Request) -> S3Response:
     quiet, entries = xml.parse_delete(body)
     if not verified:
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
-    results: list[render.DeletedEntry | render.DeleteErrorEntry] = []
-    wanted: list[str] = []
-    for key, version_id in entries:
+    problems: dict[int, render.DeleteErrorEntry] = {}
+    wanted: list[tuple[str, str | None]] = []
+    for i, (key, version_id) in enumerate(entries):
         problem = _key_problem(key, version_id)
         if problem is None:
-            wanted.append(key)
-            results.append(render.DeletedEntry(key, version_id))
+            wanted.append((key, version_id))
         else:
-            results.append(problem)
-    removed = svc.store.apply(DeleteObjects(bucket.name, tuple(dict.fromkeys(wanted)),
-                                            svc.gc_not_before(), origin=origin_of(req))
-                              ) if wanted else ()
-    gc.collect_now(svc, [ref for _, ref in removed])
+            problems[i] = problem
+    unique = tuple(dict.fromkeys(wanted))
+    removed = svc.store.apply(DeleteObjects(
+        bucket.name, tuple(k for k, _ in unique), svc.gc_not_before(), origin=origin_of(req),
+        version_ids=tuple(v for _, v in unique) if names_versions(unique) else (),
+        now=now_iso())) if unique else ()
+    gc.collect_now(svc, [r[1] for r in removed])
+    changes = {(key, version_id): (was_marker, marker_id)
+               for key, _, version_id, was_marker, marker_id in removed}
+    results: list[render.DeletedEntry | render.DeleteErrorEntry] = []
+    for i, (key, version_id) in enumerate(entries):
+        if i in problems:
+            results.append(problems[i])
+            continue
+        was_marker, marker_id = changes.get((key, version_id), (0, None))
+        # [S3] a marker deleted by id reports that id as DeleteMarkerVersionId too
+        results.append(render.DeletedEntry(key, version_id,
+                                           bool(was_marker) or marker_id is not None,
+                                           marker_id or (version_id if was_marker else None)))
     return xml_response(render.delete_result(results, quiet))
+
+
+def names_versions(entries: Sequence[tuple[str, str | None]]) -> bool:
+    """Any entry names a version (otherwise the command carries keys only)."""
+    return any(version_id is not None for _, version_id in entries)

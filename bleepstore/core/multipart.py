@@ -170,7 +170,7 @@ def _upload_part_copy_once(svc: Services, req: S3Request) -> S3Response:
     number = part_number(req.query.get("partNumber"))
     bucket_for(svc, req, "WRITE")
     upload = load_upload(svc, req)
-    src = load_copy_source(svc, req)
+    src, src_version = load_copy_source(svc, req)
     byte_range = parse_copy_source_range(req.header("x-amz-copy-source-range"), src.size)
     whole = byte_range is None or byte_range == (0, src.size - 1)
     # NOTE: the whole of a single-part source: its ETag is the part's, so a gateway can
@@ -187,8 +187,11 @@ def _upload_part_copy_once(svc: Services, req: S3Request) -> S3Response:
     part = Part(upload.upload_id, number, staged.size, etag, now_iso(), staged.data_ref,
                 checksum_value=checksum, backend_ref=staged.backend_ref)
     _commit_part(svc, req, upload, part)
-    return xml_response(render.copy_part_result(part.etag, part.last_modified,
+    resp = xml_response(render.copy_part_result(part.etag, part.last_modified,
                                                 upload.checksum_algorithm, checksum))
+    if src_version is not None:
+        resp.header("x-amz-copy-source-version-id", src_version)
+    return resp
 
 
 def _copied_checksum(svc: Services, upload: Upload, src: ObjectMeta,

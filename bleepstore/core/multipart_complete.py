@@ -256,7 +256,10 @@ def _replay(svc: Services, req: S3Request) -> S3Response:
     if done is not None and (done.bucket, done.key) == (req.bucket, req.key):
         current = svc.store.get_object(req.bucket, req.key)
         if current is not None and current.etag == done.etag:
-            return _result(req, done.etag, current.checksum_algorithm, current.checksum_value)
+            resp = _result(req, done.etag, current.checksum_algorithm, current.checksum_value)
+            if current.version_id is not None:
+                resp.header("x-amz-version-id", current.version_id)
+            return resp
     raise errors.NoSuchUpload(UploadId=upload_id)
 
 
@@ -316,5 +319,9 @@ def complete_multipart_upload(svc: Services, req: S3Request) -> S3Response:
     except errors.NoSuchUpload:  # a concurrent Complete (a client retry) or Abort won
         return _replay(svc, req)
     fault_point("complete.after_commit")
-    gc.collect_now(svc, released or [])
-    return _result(req, cmd.meta.etag, cmd.meta.checksum_algorithm, cmd.meta.checksum_value)
+    refs, version_id = released
+    gc.collect_now(svc, refs)
+    resp = _result(req, cmd.meta.etag, cmd.meta.checksum_algorithm, cmd.meta.checksum_value)
+    if version_id is not None:
+        resp.header("x-amz-version-id", version_id)
+    return resp

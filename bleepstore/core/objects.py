@@ -19,7 +19,6 @@ from bleepstore.core.access import (
     bucket_owner,
     load_bucket,
     object_acl,
-    readable_object,
     writer_owner,
 )
 from bleepstore.core.inputs import (
@@ -32,6 +31,7 @@ from bleepstore.core.inputs import (
 from bleepstore.core.request import S3Request, S3Response, empty, origin_of, xml_response
 from bleepstore.core.services import Services
 from bleepstore.core.stale import raise_if_superseded, retry_superseded
+from bleepstore.core.versioning import read_version, requested_version, version_headers
 from bleepstore.core.write_tasks import new_task_id
 from bleepstore.metadata.commands import CompleteUpload, DeleteObjects, PutObject, PutObjectAcl
 from bleepstore.model import ObjectMeta, Owner
@@ -58,13 +58,6 @@ RESPONSE_OVERRIDES = (
     ("response-content-disposition", "Content-Disposition"),
     ("response-content-encoding", "Content-Encoding"),
 )
-
-
-def check_version_id(req: S3Request) -> None:
-    version = req.query.get("versionId")
-    if version is not None and version != "null":
-        raise errors.InvalidArgument("Invalid version id specified",
-                                     ArgumentName="versionId", ArgumentValue=version)
 
 
 def put_object(svc: Services, req: S3Request) -> S3Response:
@@ -99,9 +92,11 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
     if task_id is not None:  # sync / async write mode (events.md §5)
         payload = write_tasks.put_object_payload(meta, if_match, if_none_match, task_id)
         return write_tasks.submit(svc, req, task_id, payload, resp, f"/{bucket.name}/{req.key}")
-    replaced = commit_object(svc, PutObject(meta, now, svc.gc_not_before(), if_match,
-                                            if_none_match, origin=origin_of(req)))
+    replaced, version_id = commit_object(svc, PutObject(
+        meta, now, svc.gc_not_before(), if_match, if_none_match, origin=origin_of(req)))
     gc.collect_now(svc, [replaced])
+    if version_id is not None:
+        resp.header("x-amz-version-id", version_id)
     return resp
 
 
@@ -153,10 +148,10 @@ def get_object(svc: Services, req: S3Request, *, head: bool = False) -> S3Respon
 
 
 def _get_object_once(svc: Services, req: S3Request, head: bool) -> S3Response:
-    check_version_id(req)
     bucket = load_bucket(svc, req)
-    obj = readable_object(svc, req.principal, bucket, req.key)
+    obj = read_version(svc, req, bucket, req.key)
     headers = _apply_overrides(req, object_headers(obj))
+    headers += version_headers(bucket, obj, req.query.get("versionId"))
     if evaluate_read_conditions(req.header, obj.etag, obj.last_modified) == 304:
         return S3Response(status=304, headers=[("ETag", obj.etag), (
             "Last-Modified", http_date(obj.last_modified))])
@@ -187,42 +182,58 @@ def _get_object_once(svc: Services, req: S3Request, head: bool) -> S3Response:
 
 
 def delete_object(svc: Services, req: S3Request) -> S3Response:
-    check_version_id(req)
+    version = requested_version(req)
     bucket = bucket_for(svc, req, "WRITE")
-    if svc.tasks is not None:  # sync / async write mode (events.md §5)
+    if svc.tasks is not None and bucket.versioning is None:  # write modes (events.md §5)
         return write_tasks.submit(svc, req, new_task_id(), {"bucket": bucket.name,
                                                             "key": req.key},
                                   empty(204), f"/{bucket.name}/{req.key}")
-    removed = svc.store.apply(DeleteObjects(bucket.name, (req.key,), svc.gc_not_before(),
-                                            origin=origin_of(req)))
-    gc.collect_now(svc, [ref for _, ref in removed])
-    return empty(204)
+    removed = svc.store.apply(DeleteObjects(
+        bucket.name, (req.key,), svc.gc_not_before(), origin=origin_of(req),
+        version_ids=(version,) if version is not None else (), now=now_iso()))
+    gc.collect_now(svc, [r[1] for r in removed])
+    resp = empty(204)
+    if version is not None:
+        resp.header("x-amz-version-id", version)
+    for _, _, _, was_marker, marker_id in removed:
+        if was_marker or marker_id is not None:
+            resp.header("x-amz-delete-marker", "true")
+        if marker_id is not None:
+            resp.header("x-amz-version-id", marker_id)
+    return resp
 
 
 def get_object_acl(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
-    obj = readable_object(svc, req.principal, bucket, req.key, "READ_ACP")
-    return xml_response(render.access_control_policy(object_acl(obj, bucket)))
+    obj = read_version(svc, req, bucket, req.key, "READ_ACP")
+    resp = xml_response(render.access_control_policy(object_acl(obj, bucket)))
+    for name, value in version_headers(bucket, obj, req.query.get("versionId")):
+        resp.header(name, value)
+    return resp
 
 
 def put_object_acl(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
-    obj = readable_object(svc, req.principal, bucket, req.key, "WRITE_ACP")
+    version = requested_version(req)
+    obj = read_version(svc, req, bucket, req.key, "WRITE_ACP")
     current = object_acl(obj, bucket)
     acl = acl_from_request(svc, req, current.owner, bucket_owner(bucket), for_bucket=False)
     acl_owned = type(acl)(owner=Owner(current.owner.id, current.owner.display_name),
                           grants=acl.grants)
-    if svc.tasks is not None:  # sync / async write mode (events.md §5)
+    if svc.tasks is not None and version is None:  # sync / async write mode (events.md §5)
         payload = {"bucket": bucket.name, "key": req.key,
                    "acl": json.loads(acl_to_json(acl_owned))}
         return write_tasks.submit(svc, req, new_task_id(), payload, empty(200),
                                   f"/{bucket.name}/{req.key}")
     svc.store.apply(PutObjectAcl(bucket.name, req.key, acl_to_json(acl_owned),
-                                 origin=origin_of(req)))
-    return empty(200)
+                                 origin=origin_of(req), version_id=version))
+    resp = empty(200)
+    if version is not None:
+        resp.header("x-amz-version-id", version)
+    return resp
 
 
 def get_object_tagging(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
-    readable_object(svc, req.principal, bucket, req.key)
+    read_version(svc, req, bucket, req.key)
     return xml_response(render.tagging_empty())

@@ -29,9 +29,10 @@ class BlobSuperseded(Exception):
 
 
 def raise_if_superseded(svc: Services, obj: ObjectMeta) -> None:
-    """Call on BlobMissing: raise BlobSuperseded when the row no longer points there."""
-    current = svc.store.get_object(obj.bucket, obj.key)
-    if current is None or current.data_ref != obj.data_ref:
+    """Call on BlobMissing: raise BlobSuperseded when the row (of that version) no longer
+    points there."""
+    current = svc.store.get_object_version(obj.bucket, obj.key, obj.version_id or "null")
+    if current is None or current.meta.data_ref != obj.data_ref:
         raise BlobSuperseded(obj.data_ref)
 
 

@@ -204,8 +204,8 @@ def _apply(svc: Any, row: TaskRow, p: dict[str, Any]) -> None:
         _put_object(svc, row, p, origin)
     elif row.operation == "DeleteObject":
         removed = svc.store.apply(DeleteObjects(p["bucket"], (p["key"],), svc.gc_not_before(),
-                                                origin=origin))
-        gc.collect_now(svc, [ref for _, ref in removed])
+                                                origin=origin, now=now_iso()))
+        gc.collect_now(svc, [r[1] for r in removed])
     elif row.operation == "PutObjectAcl":
         svc.store.apply(PutObjectAcl(p["bucket"], p["key"], json.dumps(p["acl"]),
                                      origin=origin))
@@ -230,7 +230,7 @@ def _put_object(svc: Any, row: TaskRow, p: dict[str, Any], origin: EventOrigin) 
     cmd = PutObject(meta, now, svc.gc_not_before(), p["if_match"],
                     "*" if p["if_none_match"] else None, origin=origin)
     try:
-        replaced = svc.store.apply(cmd)
+        replaced, _ = svc.store.apply(cmd)
     except TaskSettled:
         raise
     except BaseException as exc:

@@ -26,10 +26,27 @@ class Event:
     request_id: str
 
 
-def _object_created(meta: Any, operation: str) -> dict[str, Any]:
-    return {"bucket": meta.bucket, "key": meta.key, "size": meta.size, "etag": meta.etag,
+def _object_created(meta: Any, operation: str, version_id: str | None) -> dict[str, Any]:
+    data = {"bucket": meta.bucket, "key": meta.key, "size": meta.size, "etag": meta.etag,
             "content_type": meta.content.content_type, "operation": operation,
             "last_modified": meta.last_modified}
+    if version_id is not None:  # a versioned bucket (docs/decisions.md, Versioning)
+        data["version_id"] = version_id
+    return data
+
+
+def _deleted(removal: Any) -> dict[str, Any]:
+    """A DeleteObjects change: the key, plus the version removed (``delete_marker`` when it
+    was one) or the delete marker created (``delete_marker_created``)."""
+    key, _, version_id, was_marker, marker_id = removal
+    entry: dict[str, Any] = {"key": key}
+    if marker_id is not None:
+        entry.update(version_id=marker_id, delete_marker_created=True)
+    elif version_id is not None:
+        entry["version_id"] = version_id
+        if was_marker:
+            entry["delete_marker"] = True
+    return entry
 
 
 def events_for(cmd: Any, result: Any) -> list[Event]:
@@ -42,21 +59,26 @@ def events_for(cmd: Any, result: Any) -> list[Event]:
 
     if isinstance(cmd, c.PutObject):
         meta = cmd.meta
-        return [Event("object.created", meta.bucket, _object_created(meta, op or "PutObject"),
+        return [Event("object.created", meta.bucket,
+                      _object_created(meta, op or "PutObject", result[1] if result else None),
                       rid)]
     if isinstance(cmd, c.CompleteUpload):
         meta = cmd.meta
         return [Event("object.created", meta.bucket,
-                      _object_created(meta, "CompleteMultipartUpload"), rid),
+                      _object_created(meta, "CompleteMultipartUpload",
+                                      result[1] if result else None), rid),
                 *one("multipart.completed", meta.bucket, key=meta.key,
                      upload_id=cmd.upload_id, etag=meta.etag, size=meta.size)]
     if isinstance(cmd, c.DeleteObjects):
-        keys = [key for key, _ in result or ()]
-        if not keys:
+        changes = [_deleted(r) for r in result or ()]
+        if not changes:
             return []
         if op == "DeleteObject":
-            return one("object.deleted", cmd.bucket, key=keys[0])
-        return one("objects.deleted", cmd.bucket, keys=keys)
+            return one("object.deleted", cmd.bucket, **changes[0])
+        if any(len(change) > 1 for change in changes):  # versions: say which, per key
+            return one("objects.deleted", cmd.bucket, keys=[ch["key"] for ch in changes],
+                       versions=changes)
+        return one("objects.deleted", cmd.bucket, keys=[ch["key"] for ch in changes])
     if isinstance(cmd, c.CreateBucket):
         b = cmd.bucket
         return one("bucket.created", b.name, region=b.region, owner=b.owner_id) if result else []

@@ -34,27 +34,36 @@ def s3_records(event: dict[str, Any], seq: int, region: str) -> list[dict[str, A
     data, kind = event["data"], event["type"]
     if kind == "object.created":
         names = [(_CREATED.get(data["operation"], "ObjectCreated:Put"), data["key"],
-                  data["size"], data["etag"])]
+                  data["size"], data["etag"], data.get("version_id"))]
     elif kind == "object.deleted":
-        names = [("ObjectRemoved:Delete", data["key"], None, None)]
+        names = [_removed(data)]
     elif kind == "objects.deleted":
-        names = [("ObjectRemoved:Delete", key, None, None) for key in data["keys"]]
+        names = ([_removed(change) for change in data["versions"]] if "versions" in data
+                 else [("ObjectRemoved:Delete", key, None, None, None) for key in data["keys"]])
     elif kind == "object.acl.updated":
-        names = [("ObjectAcl:Put", data["key"], None, None)]
+        names = [("ObjectAcl:Put", data["key"], None, None, None)]
     else:
         return []
-    return [_record(event, name, key, size, etag, seq, region)
-            for name, key, size, etag in names]
+    return [_record(event, name, key, size, etag, version_id, seq, region)
+            for name, key, size, etag, version_id in names]
+
+
+def _removed(change: dict[str, Any]) -> tuple[str, str, None, None, str | None]:
+    name = ("ObjectRemoved:DeleteMarkerCreated" if change.get("delete_marker_created")
+            else "ObjectRemoved:Delete")
+    return (name, change["key"], None, None, change.get("version_id"))
 
 
 def _record(event: dict[str, Any], name: str, key: str, size: int | None, etag: str | None,
-            seq: int, region: str) -> dict[str, Any]:
+            version_id: str | None, seq: int, region: str) -> dict[str, Any]:
     bucket = event["data"]["bucket"]
     obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "sequencer": f"{seq:016X}"}
     if size is not None:
         obj["size"] = size
     if etag is not None:
         obj["eTag"] = etag.strip('"')
+    if version_id is not None:
+        obj["versionId"] = version_id
     return {
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
         "eventTime": event["timestamp"], "eventName": name,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bleepstore import errors
 from bleepstore.metadata import commands as c
+from bleepstore.metadata import versions as v
 from bleepstore.metadata.owners import hand_over, reassign_target
 from bleepstore.metadata.rows import (
     BUCKET_COLS,
@@ -30,6 +32,7 @@ from bleepstore.metadata.rows import (
     placeholders,
     upload_values,
 )
+from bleepstore.model import ObjectMeta
 from bleepstore.s3.conditions import check_write_preconditions
 
 
@@ -135,8 +138,9 @@ def delete_bucket(conn: sqlite3.Connection, cmd: c.DeleteBucket) -> None:
     _require_bucket(conn, cmd.name)
     busy = conn.execute(
         "SELECT EXISTS(SELECT 1 FROM objects WHERE bucket = ?) "
+        "OR EXISTS(SELECT 1 FROM object_versions WHERE bucket = ?) "
         "OR EXISTS(SELECT 1 FROM multipart_uploads WHERE bucket = ?)",
-        (cmd.name, cmd.name)).fetchone()[0]
+        (cmd.name, cmd.name, cmd.name)).fetchone()[0]
     if busy:
         raise errors.BucketNotEmpty(BucketName=cmd.name)
     conn.execute("DELETE FROM buckets WHERE name = ?", (cmd.name,))
@@ -148,46 +152,126 @@ def put_bucket_acl(conn: sqlite3.Connection, cmd: c.PutBucketAcl) -> None:
     conn.execute("UPDATE buckets SET acl = ? WHERE name = ?", (cmd.acl, cmd.name))
 
 
-def _replace_object(conn: sqlite3.Connection, meta: Any, gc_not_before: str,
-                    if_match: str | None, if_none_match: str | None) -> str | None:
-    """Upsert the object row; returns the replaced blob ref (now a GC intent)."""
-    _require_bucket(conn, meta.bucket)
-    old = conn.execute("SELECT etag, size, data_ref FROM objects WHERE bucket = ? AND key = ?",
-                       (meta.bucket, meta.key)).fetchone()
+def _replace_object(conn: sqlite3.Connection, meta: ObjectMeta, now: str, gc_not_before: str,
+                    if_match: str | None, if_none_match: str | None
+                    ) -> tuple[str | None, str | None]:
+    """Make ``meta`` the key's current version. -> (the blob ref that became garbage, now a
+    GC intent; the version id to report: None in a never-versioned bucket)."""
+    state = v.versioning_of(conn, meta.bucket)
+    old = conn.execute("SELECT etag, size, data_ref, version_id FROM objects "
+                       "WHERE bucket = ? AND key = ?", (meta.bucket, meta.key)).fetchone()
     check_write_preconditions(if_match, if_none_match, old["etag"] if old else None,
                               key=meta.key)
-    conn.execute(f"INSERT OR REPLACE INTO objects ({cols(OBJECT_COLS)}) "
-                 f"VALUES ({placeholders(OBJECT_COLS)})", object_values(meta))
-    if old is None:
-        _stats(conn, objects=1, size=meta.size)
+    _stats(conn, objects=0 if old else 1, size=meta.size - (old["size"] if old else 0))
+    if state is None:
+        conn.execute(f"INSERT OR REPLACE INTO objects ({cols(OBJECT_COLS)}) "
+                     f"VALUES ({placeholders(OBJECT_COLS)})", object_values(meta))
+        garbage = [old["data_ref"]] if old else []
+        reported = None
+    else:
+        vseq, version_id = v.next_version(conn, now, meta.bucket, meta.key)
+        stored = version_id if state == v.ENABLED else None
+        garbage = []
+        if old is not None and stored is None and old["version_id"] is None:
+            garbage.append(old["data_ref"])  # a suspended write replaces the null version
+        elif old is not None:
+            v.archive_current(conn, meta.bucket, meta.key)
+        if stored is None:
+            garbage += v.drop_null_history(conn, meta.bucket, meta.key)
+        v.insert_current(conn, replace(meta, version_id=stored), vseq)
+        reported = stored  # [S3] a suspended write reports no version id
+    garbage = [str(ref) for ref in garbage if ref != meta.data_ref]
+    for ref in garbage:
+        _gc(conn, ref, "replaced", gc_not_before)
+    return (garbage[0] if garbage else None), reported
+
+
+def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> tuple[str | None, str | None]:
+    return _replace_object(conn, cmd.meta, cmd.now, cmd.gc_not_before, cmd.if_match,
+                           cmd.if_none_match)
+
+
+def put_bucket_versioning(conn: sqlite3.Connection, cmd: c.PutBucketVersioning) -> None:
+    v.versioning_of(conn, cmd.name)  # NoSuchBucket
+    conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (cmd.status, cmd.name))
+
+
+# One change made by DeleteObjects: (key, blob ref that became garbage or None, version id
+# removed or None, 1 when that version was a delete marker, id of the marker it created).
+Removal = tuple[str, str | None, str | None, int, str | None]
+
+
+def _delete_current(conn: sqlite3.Connection, cmd: c.DeleteObjects, key: str) -> Removal | None:
+    row = conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ? "
+                       "RETURNING size, data_ref", (cmd.bucket, key)).fetchone()
+    if row is None:
         return None
-    _stats(conn, size=meta.size - old["size"])
-    if old["data_ref"] == meta.data_ref:
+    _gc(conn, row["data_ref"], "deleted", cmd.gc_not_before)
+    _stats(conn, objects=-1, size=-row["size"])
+    return (key, str(row["data_ref"]), None, 0, None)
+
+
+def _add_delete_marker(conn: sqlite3.Connection, cmd: c.DeleteObjects, key: str,
+                       state: str) -> Removal:
+    vseq, version_id = v.next_version(conn, cmd.now, cmd.bucket, key)
+    stored = version_id if state == v.ENABLED else None
+    old = conn.execute("SELECT size, data_ref, version_id FROM objects WHERE bucket = ? "
+                       "AND key = ?", (cmd.bucket, key)).fetchone()
+    garbage: list[str] = []
+    if old is not None:
+        _stats(conn, objects=-1, size=-old["size"])
+        if stored is None and old["version_id"] is None:
+            conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (cmd.bucket, key))
+            garbage.append(str(old["data_ref"]))
+        else:
+            v.archive_current(conn, cmd.bucket, key)
+    if stored is None:
+        garbage += v.drop_null_history(conn, cmd.bucket, key)
+    v.insert_marker(conn, cmd.bucket, key, cmd.now, vseq, stored)
+    for ref in garbage:
+        _gc(conn, ref, "deleted", cmd.gc_not_before)
+    return (key, garbage[0] if garbage else None, None, 0, stored or v.NULL)
+
+
+def _delete_version(conn: sqlite3.Connection, cmd: c.DeleteObjects, key: str,
+                    version_id: str) -> Removal | None:
+    current = v.delete_version_row(conn, "objects", cmd.bucket, key, version_id)
+    if current is not None:
+        _stats(conn, objects=-1, size=-current["size"])
+    row = current or v.delete_version_row(conn, "object_versions", cmd.bucket, key, version_id)
+    if row is None:
         return None
-    _gc(conn, old["data_ref"], "replaced", gc_not_before)
-    return str(old["data_ref"])
+    ref, marker = str(row["data_ref"]), int(row["delete_marker"])
+    promoted = v.promote_latest(conn, cmd.bucket, key)
+    if promoted >= 0:
+        _stats(conn, objects=1, size=promoted)
+    if marker:
+        return (key, None, version_id, 1, None)
+    _gc(conn, ref, "deleted", cmd.gc_not_before)
+    return (key, ref, version_id, 0, None)
 
 
-def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> str | None:
-    return _replace_object(conn, cmd.meta, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
-
-
-def delete_objects(conn: sqlite3.Connection,
-                   cmd: c.DeleteObjects) -> tuple[tuple[str, str], ...]:
-    """Returns (key, data_ref) for every object actually removed."""
-    _require_bucket(conn, cmd.bucket)
-    removed: list[tuple[str, str]] = []
-    for key in cmd.keys:
-        row = conn.execute("DELETE FROM objects WHERE bucket = ? AND key = ? "
-                           "RETURNING size, data_ref", (cmd.bucket, key)).fetchone()
-        if row is not None:
-            _gc(conn, row["data_ref"], "deleted", cmd.gc_not_before)
-            _stats(conn, objects=-1, size=-row["size"])
-            removed.append((key, str(row["data_ref"])))
+def delete_objects(conn: sqlite3.Connection, cmd: c.DeleteObjects) -> tuple[Removal, ...]:
+    """Returns a ``Removal`` for every change actually made."""
+    state = v.versioning_of(conn, cmd.bucket)
+    removed: list[Removal] = []
+    versions = cmd.version_ids or (None,) * len(cmd.keys)
+    for key, version_id in zip(cmd.keys, versions, strict=True):
+        if version_id is not None:
+            change = _delete_version(conn, cmd, key, version_id)
+        elif state is None:
+            change = _delete_current(conn, cmd, key)
+        else:
+            change = _add_delete_marker(conn, cmd, key, state)
+        if change is not None:
+            removed.append(change)
     return tuple(removed)
 
 
 def put_object_acl(conn: sqlite3.Connection, cmd: c.PutObjectAcl) -> None:
+    if cmd.version_id is not None:
+        v.set_version_acl(conn, cmd.bucket, cmd.key, cmd.version_id, cmd.acl)
+        return
     cur = conn.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?",
                        (cmd.acl, cmd.bucket, cmd.key))
     if cur.rowcount == 0:
@@ -229,11 +313,14 @@ def _drop_upload(conn: sqlite3.Connection, upload_id: str, reason: str,
     _stats(conn, uploads=-1)
 
 
-def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> list[str]:
-    """Returns the refs that became garbage (replaced object, the upload's parts)."""
+def complete_upload(conn: sqlite3.Connection,
+                    cmd: c.CompleteUpload) -> tuple[tuple[str, ...], str | None]:
+    """-> (the refs that became garbage: replaced object, the upload's parts; the version
+    id to report)."""
     m = cmd.meta
     _require_upload(conn, cmd.upload_id, m.bucket, m.key)
-    replaced = _replace_object(conn, m, cmd.gc_not_before, cmd.if_match, cmd.if_none_match)
+    replaced, version_id = _replace_object(conn, m, cmd.now, cmd.gc_not_before, cmd.if_match,
+                                           cmd.if_none_match)
     _drop_upload(conn, cmd.upload_id, "completed", cmd.gc_not_before)
     conn.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?)",
                  (cmd.upload_id, m.bucket, m.key, m.etag, m.size, cmd.now))
@@ -242,7 +329,7 @@ def complete_upload(conn: sqlite3.Connection, cmd: c.CompleteUpload) -> list[str
         windows.append((m.data_ref, number, offset, size))
         offset += size
     conn.executemany("INSERT OR REPLACE INTO blob_parts VALUES (?, ?, ?, ?)", windows)
-    return [r for r in (replaced, f"upload:{cmd.upload_id}") if r]
+    return tuple(r for r in (replaced, f"upload:{cmd.upload_id}") if r), version_id
 
 
 def abort_upload(conn: sqlite3.Connection, cmd: c.AbortUpload) -> None:
@@ -289,6 +376,7 @@ HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     c.CreateBucket: create_bucket,
     c.DeleteBucket: delete_bucket,
     c.PutBucketAcl: put_bucket_acl,
+    c.PutBucketVersioning: put_bucket_versioning,
     c.PutObject: put_object,
     c.DeleteObjects: delete_objects,
     c.PutObjectAcl: put_object_acl,

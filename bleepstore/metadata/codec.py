@@ -67,11 +67,16 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _build(cls: type, data: Any) -> Any:
-    names = [f.name for f in dataclasses.fields(cls)]
-    if not isinstance(data, dict) or set(data) != set(names):
+    # NOTE: a field with a default may be absent: entries journalled by an older build
+    # (before the field existed) still decode after an upgrade.
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    required = {f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    if not isinstance(data, dict) or not required <= set(data) <= set(names):
         raise CodecError(f"{cls.__name__}: expected the fields {names}")
     hints = _hints(cls)
-    return cls(**{name: _from_json(hints[name], data[name]) for name in names})
+    return cls(**{name: _from_json(hints[name], data[name]) for name in names if name in data})
 
 
 def _from_json(hint: Any, value: Any) -> Any:

@@ -65,6 +65,13 @@ class PutBucketAcl:
 
 
 @dataclass(frozen=True)
+class PutBucketVersioning:
+    name: str
+    status: str  # "Enabled" | "Suspended"
+    origin: EventOrigin | None = None  # the request, for its events
+
+
+@dataclass(frozen=True)
 class PutObject:
     meta: ObjectMeta
     now: str
@@ -76,10 +83,16 @@ class PutObject:
 
 @dataclass(frozen=True)
 class DeleteObjects:
+    """Delete keys (a delete marker in a versioned bucket) or, where ``version_ids`` names
+    one for the key at the same position, that version. Returns one ``Removal`` tuple per
+    change made."""
+
     bucket: str
     keys: tuple[str, ...]
     gc_not_before: str
     origin: EventOrigin | None = None  # the request, for its events
+    version_ids: tuple[str | None, ...] = ()  # parallel to keys; empty: no versions
+    now: str = ""  # the delete markers' Last-Modified
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class PutObjectAcl:
     key: str
     acl: str
     origin: EventOrigin | None = None  # the request, for its events
+    version_id: str | None = None  # None: the current version
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,6 @@ class PutNodeMeta:
 
 
 Command = (PutCredential | DeleteCredential | CreateBucket | DeleteBucket | PutBucketAcl
-           | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
+           | PutBucketVersioning | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
            | CompleteUpload | AbortUpload | ReapExpiredUploads | PurgeCompletedUploads
            | AddGcIntent | GcSwept | PutNodeMeta)

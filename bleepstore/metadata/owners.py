@@ -57,6 +57,11 @@ def _objects(conn: sqlite3.Connection, bucket: str, old_id: str, new: Owner) -> 
                         (bucket, old_id)).fetchall()
     conn.executemany("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?",
                      [(transfer_acl(r["acl"], old_id, new), bucket, r["key"]) for r in rows])
+    rows = conn.execute("SELECT key, vseq, acl FROM object_versions WHERE bucket = ? "
+                        "AND instr(acl, ?) > 0", (bucket, old_id)).fetchall()
+    conn.executemany("UPDATE object_versions SET acl = ? WHERE bucket = ? AND key = ? "
+                     "AND vseq = ?", [(transfer_acl(r["acl"], old_id, new), bucket, r["key"],
+                                       r["vseq"]) for r in rows])
 
 
 def _uploads(conn: sqlite3.Connection, bucket: str, old_id: str, new: Owner) -> None:

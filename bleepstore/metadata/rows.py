@@ -12,7 +12,9 @@ CONTENT_COLS = ("content_type", "content_encoding", "content_language",
                 "content_disposition", "cache_control", "expires")
 OBJECT_COLS = ("bucket", "key", "size", "etag", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "last_modified", "data_ref", "parts_count",
-               "checksum_algorithm", "checksum_value")
+               "checksum_algorithm", "checksum_value", "version_id")
+# object_versions: an object row plus whether it is a delete marker and its clock value
+VERSION_COLS = (*OBJECT_COLS, "delete_marker", "vseq")
 LISTING_COLS = ("bucket", "key", "size", "etag", "storage_class", "acl", "last_modified",
                 "data_ref")
 UPLOAD_COLS = ("upload_id", "bucket", "key", *CONTENT_COLS, "storage_class", "acl",
@@ -20,7 +22,8 @@ UPLOAD_COLS = ("upload_id", "bucket", "key", *CONTENT_COLS, "storage_class", "ac
                "checksum_algorithm", "data_ref", "backend_ref", "checksum_type")
 PART_COLS = ("upload_id", "part_number", "size", "etag", "last_modified", "data_ref",
              "checksum_value", "backend_ref")
-BUCKET_COLS = ("name", "region", "owner_id", "owner_display", "acl", "created_at")
+BUCKET_COLS = ("name", "region", "owner_id", "owner_display", "acl", "created_at",
+               "versioning")
 CREDENTIAL_COLS = ("access_key_id", "secret_key", "owner_id", "display_name", "active",
                    "created_at", "description")
 
@@ -58,7 +61,8 @@ def object_from_row(row: sqlite3.Row) -> ObjectMeta:
         last_modified=row["last_modified"], data_ref=row["data_ref"], content=_content(row),
         storage_class=row["storage_class"], acl=row["acl"],
         user_metadata=_meta_pairs(row["user_metadata"]), parts_count=row["parts_count"],
-        checksum_algorithm=row["checksum_algorithm"], checksum_value=row["checksum_value"])
+        checksum_algorithm=row["checksum_algorithm"], checksum_value=row["checksum_value"],
+        version_id=row["version_id"])
 
 
 def listing_object_from_row(row: sqlite3.Row) -> ObjectMeta:
@@ -70,7 +74,7 @@ def listing_object_from_row(row: sqlite3.Row) -> ObjectMeta:
 def object_values(m: ObjectMeta) -> tuple[Any, ...]:
     return (m.bucket, m.key, m.size, m.etag, *_content_values(m.content), m.storage_class,
             m.acl, _meta_json(m.user_metadata), m.last_modified, m.data_ref, m.parts_count,
-            m.checksum_algorithm, m.checksum_value)
+            m.checksum_algorithm, m.checksum_value, m.version_id)
 
 
 def upload_from_row(row: sqlite3.Row) -> Upload:
@@ -104,7 +108,7 @@ def bucket_from_row(row: sqlite3.Row) -> Bucket:
 
 
 def bucket_values(b: Bucket) -> tuple[Any, ...]:
-    return (b.name, b.region, b.owner_id, b.owner_display, b.acl, b.created_at)
+    return (b.name, b.region, b.owner_id, b.owner_display, b.acl, b.created_at, b.versioning)
 
 
 def credential_from_row(row: sqlite3.Row) -> Credential:

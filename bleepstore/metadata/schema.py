@@ -213,7 +213,45 @@ CREATE TABLE IF NOT EXISTS cluster_nodes (
 )
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
+# Bucket versioning (docs/decisions.md, Versioning): ``objects`` keeps exactly the current
+# version of each key (so plain listings and reads are unchanged); every older version and
+# every delete marker lives in ``object_versions``, ordered within a key by ``vseq``, the
+# value of the replicated version clock when it was written (a key's current row always has
+# the largest). version_id NULL is the "null" version; vseq 0: written before versioning.
+V8 = """
+ALTER TABLE buckets ADD COLUMN versioning TEXT;
+ALTER TABLE objects ADD COLUMN version_id TEXT;
+ALTER TABLE objects ADD COLUMN vseq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS object_versions (
+  bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  vseq INTEGER NOT NULL,
+  version_id TEXT,
+  delete_marker INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL CHECK (size >= 0),
+  etag TEXT NOT NULL,
+  content_type TEXT NOT NULL DEFAULT 'application/octet-stream',
+  content_encoding TEXT, content_language TEXT, content_disposition TEXT,
+  cache_control TEXT, expires TEXT,
+  storage_class TEXT NOT NULL DEFAULT 'STANDARD',
+  acl TEXT NOT NULL DEFAULT '{}',
+  user_metadata TEXT NOT NULL DEFAULT '{}',
+  last_modified TEXT NOT NULL,
+  data_ref TEXT NOT NULL,
+  parts_count INTEGER,
+  checksum_algorithm TEXT,
+  checksum_value TEXT,
+  PRIMARY KEY (bucket, key, vseq DESC)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_versions_data_ref ON object_versions (data_ref);
+CREATE TABLE IF NOT EXISTS version_clock (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  value INTEGER NOT NULL DEFAULT 0
+);
+INSERT OR IGNORE INTO version_clock (id) VALUES (1)
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8)
 LATEST = len(MIGRATIONS)
 
 

@@ -49,7 +49,16 @@ from bleepstore.metadata.rows import (
     upload_from_row,
 )
 from bleepstore.metadata.task_rows import mark_done
-from bleepstore.model import Bucket, CompletedUpload, Credential, ObjectMeta, Part, Upload
+from bleepstore.metadata.versions import CURRENT_SELECT, NULL, VERSION_SELECT
+from bleepstore.model import (
+    Bucket,
+    CompletedUpload,
+    Credential,
+    ObjectMeta,
+    ObjectVersion,
+    Part,
+    Upload,
+)
 from bleepstore.s3.headers import iso_from_datetime
 from bleepstore.s3.listing import prefix_upper_bound
 
@@ -65,8 +74,9 @@ USES_RESERVE: tuple[type, ...] = (
     c.ReapExpiredUploads, c.PurgeCompletedUploads, c.PutCredential, c.DeleteCredential)
 
 
-# An object, a part or an upload row points at the ref (three ``?``).
+# An object, an older version, a part or an upload row points at the ref (four ``?``).
 _ROW_REFS = ("(EXISTS(SELECT 1 FROM objects WHERE data_ref = ?) "
+             "OR EXISTS(SELECT 1 FROM object_versions WHERE data_ref = ?) "
              "OR EXISTS(SELECT 1 FROM multipart_parts WHERE data_ref = ?) "
              "OR EXISTS(SELECT 1 FROM multipart_uploads WHERE data_ref = ?))")
 
@@ -80,6 +90,11 @@ def _below_prefix_end(prefix: str) -> tuple[str, list[Any]]:
     """The upper end of a prefix range scan (no LIKE: it folds case, treats % and _)."""
     upper = prefix_upper_bound(prefix) if prefix else None
     return (" AND key < ?", [upper]) if upper is not None else ("", [])
+
+
+def _version_from_row(row: sqlite3.Row) -> ObjectVersion:
+    return ObjectVersion(object_from_row(row), bool(row["delete_marker"]),
+                         bool(row["is_latest"]), int(row["vseq"]))
 
 
 def task_result(cmd: Command) -> dict[str, Any]:
@@ -281,6 +296,48 @@ class SqliteStore:
         args: list[Any] = [bucket, lower, *upper_args, limit]
         return [listing_object_from_row(r) for r in self.conn().execute(sql, args)]
 
+    def get_object_version(self, bucket: str, key: str,
+                           version_id: str) -> ObjectVersion | None:
+        """One version of a key ("null" included), current or not, or a delete marker."""
+        where = "version_id IS NULL" if version_id == NULL else "version_id = ?"
+        args = (bucket, key) if version_id == NULL else (bucket, key, version_id)
+        row = self._one(f"{CURRENT_SELECT} WHERE bucket = ? AND key = ? AND {where}", args)
+        if row is not None:
+            return ObjectVersion(object_from_row(row), False, True, int(row["vseq"]))
+        row = self._one(f"{VERSION_SELECT} WHERE v.bucket = ? AND v.key = ? AND v.{where}",
+                        args)
+        return _version_from_row(row) if row is not None else None
+
+    def latest_delete_marker(self, bucket: str, key: str) -> ObjectVersion | None:
+        """The delete marker that is the key's latest version, if it is one."""
+        row = self._one(f"{VERSION_SELECT} WHERE v.bucket = ? AND v.key = ? "
+                        "ORDER BY v.vseq DESC LIMIT 1", (bucket, key))
+        entry = _version_from_row(row) if row is not None else None
+        return entry if entry is not None and entry.delete_marker and entry.is_latest else None
+
+    def scan_versions(self, bucket: str, after: tuple[str, int] | None, prefix: str,
+                      limit: int) -> list[ObjectVersion]:
+        """Versions and delete markers strictly after ``after`` = (key, -vseq) in the order
+        (key ascending, newest first), keys starting with ``prefix``: two index range scans
+        (current rows, history) merged."""
+        lower, skip = (prefix, None) if after is None or after[0] < prefix else after
+        bound = " AND key >= ?"
+        args: list[Any] = [bucket, lower]
+        if skip is not None:
+            bound += " AND NOT (key = ? AND vseq >= ?)"
+            args += [lower, -skip]
+        upper_sql, upper_args = _below_prefix_end(prefix)
+        args += [*upper_args, limit]
+        conn = self.conn()
+        current = [ObjectVersion(object_from_row(r), False, True, int(r["vseq"]))
+                   for r in conn.execute(f"{CURRENT_SELECT} WHERE bucket = ?{bound}"
+                                         f"{upper_sql} ORDER BY key LIMIT ?", args)]
+        history = [_version_from_row(r) for r in conn.execute(
+            f"{VERSION_SELECT} WHERE v.bucket = ?{bound.replace('key', 'v.key')}"
+            f"{upper_sql.replace('key', 'v.key')} ORDER BY v.key, v.vseq DESC LIMIT ?", args)]
+        merged = sorted(current + history, key=lambda e: (e.key, -e.vseq))
+        return merged[:limit]
+
     def get_credential(self, access_key_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE access_key_id = ?", (access_key_id,))
         return credential_from_row(row) if row else None
@@ -356,11 +413,11 @@ class SqliteStore:
         """A row or a GC intent points at ``data_ref`` (the orphan scan spares it)."""
         return self._one(f"SELECT 1 WHERE {_ROW_REFS} "
                          "OR EXISTS(SELECT 1 FROM blob_gc WHERE data_ref = ?)",
-                         (data_ref,) * 4) is not None
+                         (data_ref,) * 5) is not None
 
     def is_live(self, data_ref: str) -> bool:
         """An object, a part or an upload points at ``data_ref`` (GC intents aside)."""
-        return self._one(f"SELECT 1 WHERE {_ROW_REFS}", (data_ref,) * 3) is not None
+        return self._one(f"SELECT 1 WHERE {_ROW_REFS}", (data_ref,) * 4) is not None
 
     def object_refs_after(self, cursor: tuple[str, str] | None,
                           limit: int) -> list[tuple[str, str, str]]:

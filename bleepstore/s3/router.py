@@ -38,6 +38,8 @@ class Op(enum.Enum):
     GET_BUCKET_ACL = "GetBucketAcl"
     PUT_BUCKET_ACL = "PutBucketAcl"
     GET_BUCKET_VERSIONING = "GetBucketVersioning"
+    PUT_BUCKET_VERSIONING = "PutBucketVersioning"
+    LIST_OBJECT_VERSIONS = "ListObjectVersions"
     LIST_OBJECTS = "ListObjects"
     LIST_OBJECTS_V2 = "ListObjectsV2"
     LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
@@ -170,11 +172,12 @@ _BUCKET_ROWS = (
     _R("GET", ("location",), Op.GET_BUCKET_LOCATION),
     _R("GET", ("uploads",), Op.LIST_MULTIPART_UPLOADS),
     _R("GET", ("versioning",), Op.GET_BUCKET_VERSIONING),
+    _R("GET", ("versions",), Op.LIST_OBJECT_VERSIONS),
     _R("GET", ("list-type",), Op.LIST_OBJECTS_V2, must_equal="2"),
     _R("GET", (), Op.LIST_OBJECTS),
     _R("HEAD", (), Op.HEAD_BUCKET),
     _R("PUT", ("acl",), Op.PUT_BUCKET_ACL),
-    _R("PUT", ("versioning",), Reject("not-implemented", "versioning")),
+    _R("PUT", ("versioning",), Op.PUT_BUCKET_VERSIONING),
     _R("PUT", (), Op.CREATE_BUCKET),
     _R("DELETE", (), Op.DELETE_BUCKET),
     _R("POST", ("delete",), Op.DELETE_OBJECTS),
@@ -209,13 +212,13 @@ _SERVICE_ROWS = (_R("GET", (), Op.LIST_BUCKETS),)
 _TABLES = {"SERVICE": _SERVICE_ROWS, "BUCKET": _BUCKET_ROWS, "OBJECT": _OBJECT_ROWS}
 
 RECOGNISED_SUBRESOURCES = ("acl", "location", "uploads", "uploadId", "partNumber", "delete",
-                           "versioning", "tagging", "list-type", "attributes")
+                           "versioning", "versions", "tagging", "list-type", "attributes")
 UNSUPPORTED_SUBRESOURCES = frozenset({
     "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
     "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
     "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
     "replication", "requestPayment", "restore", "retention", "select", "torrent",
-    "versions", "website",
+    "website",
 })
 _METHOD_ORDER = ("GET", "HEAD", "PUT", "POST", "DELETE")
 
@@ -235,7 +238,7 @@ def _unsupported(resource: str, method: str, query: Mapping[str, str]) -> str | 
     for name in query:
         if name in UNSUPPORTED_SUBRESOURCES:
             return name
-        if name == "versionId" and method == "PUT":
+        if name == "versionId" and method == "PUT" and "acl" not in query:
             return name
         if name in ("tagging", "attributes") and resource == "BUCKET":
             return name

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
-from bleepstore.errors import InvalidArgument, MalformedXML, S3Error
+from bleepstore.errors import InvalidArgument, MalformedXML, NotImplemented_, S3Error
 
 S3NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -210,6 +210,18 @@ def parse_delete(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
     if not entries:
         raise MalformedXML()
     return quiet, entries
+
+
+def parse_versioning(body: bytes) -> str:
+    """PutBucketVersioning: -> "Enabled" or "Suspended". MFA delete is not supported: a
+    document asking for it is refused (501), one saying Disabled is accepted."""
+    root = _root(body, "VersioningConfiguration")
+    status = child_text(root, "Status")
+    if status not in ("Enabled", "Suspended"):
+        raise MalformedXML()
+    if child_text(root, "MfaDelete") not in (None, "Disabled"):
+        raise NotImplemented_(ArgumentName="MfaDelete")
+    return status
 
 
 def _parse_part(part: Element) -> tuple[int, str, dict[str, str]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from bleepstore.model import Acl, Bucket, ObjectMeta, Owner, Page, Part, Upload
+from bleepstore.model import Acl, Bucket, ObjectMeta, ObjectVersion, Owner, Page, Part, Upload
 from bleepstore.s3.checksums import multipart_checksum_type
 from bleepstore.s3.xml import S3NS, XSI, scrub, url_encode_listing, xml_safe
 
@@ -31,6 +31,8 @@ _NS = "{" + S3NS + "}"
 class DeletedEntry:
     key: str
     version_id: str | None = None
+    delete_marker: bool = False  # the version deleted was a marker, or one was created
+    marker_version_id: str | None = None  # the delete marker created
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,11 @@ def access_control_policy(acl: Acl) -> bytes:
     return d.bytes()
 
 
-def versioning_configuration() -> bytes:
-    """GetBucketVersioning (§7.8): never enabled."""
-    return _Doc("VersioningConfiguration").bytes()
+def versioning_configuration(status: str | None) -> bytes:
+    """GetBucketVersioning: no Status while versioning was never enabled."""
+    d = _Doc("VersioningConfiguration")
+    d.opt(d.root, "Status", status)
+    return d.bytes()
 
 
 def tagging_empty() -> bytes:
@@ -374,6 +378,53 @@ def object_attributes(
 # --- object and multipart results --------------------------------------------------------
 
 
+def list_object_versions(
+    bucket: str,
+    entries: Sequence[ObjectVersion],
+    common_prefixes: Sequence[str],
+    *,
+    prefix: str | None,
+    key_marker: str | None,
+    version_id_marker: str | None,
+    next_key_marker: str | None,
+    next_version_id_marker: str | None,
+    delimiter: str | None,
+    max_keys: int,
+    encoding_type: str | None,
+    is_truncated: bool,
+    owner_of: Callable[[ObjectMeta], Owner],
+) -> bytes:
+    """ListVersionsResult: versions and delete markers in one sequence (key, newest first)."""
+    encode = encoding_type is not None
+    d = _Doc("ListVersionsResult")
+    d.add(d.root, "Name", bucket)
+    d.add(d.root, "Prefix", _enc(prefix or "", encode))
+    d.add(d.root, "KeyMarker", _enc(key_marker or "", encode))
+    d.add(d.root, "VersionIdMarker", version_id_marker or "")
+    if is_truncated:
+        d.opt(d.root, "NextKeyMarker", _enc(next_key_marker, encode) if next_key_marker else None)
+        d.opt(d.root, "NextVersionIdMarker", next_version_id_marker)
+    d.add(d.root, "MaxKeys", max_keys)
+    if delimiter is not None:
+        d.add(d.root, "Delimiter", _enc(delimiter, encode))
+    d.opt(d.root, "EncodingType", encoding_type)
+    d.add(d.root, "IsTruncated", is_truncated)
+    for entry in entries:
+        obj = entry.meta
+        el = d.add(d.root, "DeleteMarker" if entry.delete_marker else "Version")
+        d.add(el, "Key", _enc(obj.key, encode) if encode else xml_safe(obj.key, "Key"))
+        d.add(el, "VersionId", entry.version_id)
+        d.add(el, "IsLatest", entry.is_latest)
+        d.add(el, "LastModified", obj.last_modified)
+        if not entry.delete_marker:
+            d.add(el, "ETag", obj.etag)
+            d.add(el, "Size", obj.size)
+            d.add(el, "StorageClass", obj.storage_class)
+        d.owner(el, "Owner", owner_of(obj))
+    _common_prefixes(d, common_prefixes, encode)
+    return d.bytes()
+
+
 def delete_result(
     entries: Sequence[DeletedEntry | DeleteErrorEntry], quiet: bool
 ) -> bytes:
@@ -386,6 +437,9 @@ def delete_result(
             el = d.add(d.root, "Deleted")
             d.add(el, "Key", e.key)
             d.opt(el, "VersionId", e.version_id)
+            if e.delete_marker:
+                d.add(el, "DeleteMarker", True)
+                d.opt(el, "DeleteMarkerVersionId", e.marker_version_id)
         else:
             el = d.add(d.root, "Error")
             d.add(el, "Key", e.key)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import falcon
 
-from bleepstore.core import attributes, buckets, copy, listing, multipart, objects
+from bleepstore.core import attributes, buckets, copy, listing, multipart, objects, versioning
 from bleepstore.core.request import S3Request, S3Response
 from bleepstore.core.services import Services
 from bleepstore.s3.router import Op
@@ -28,7 +28,9 @@ OPERATIONS: dict[Op, Handler] = {
     Op.GET_BUCKET_LOCATION: buckets.get_bucket_location,
     Op.GET_BUCKET_ACL: buckets.get_bucket_acl,
     Op.PUT_BUCKET_ACL: buckets.put_bucket_acl,
-    Op.GET_BUCKET_VERSIONING: buckets.get_bucket_versioning,
+    Op.GET_BUCKET_VERSIONING: versioning.get_bucket_versioning,
+    Op.PUT_BUCKET_VERSIONING: versioning.put_bucket_versioning,
+    Op.LIST_OBJECT_VERSIONS: versioning.list_object_versions,
     Op.LIST_OBJECTS: listing.list_objects,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
     Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,

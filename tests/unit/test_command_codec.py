@@ -72,11 +72,15 @@ COMMANDS: list[Any] = [
     c.DeleteBucket("photos", EventOrigin("req-1", "DeleteBucket")),
     c.DeleteBucket("logs"),
     c.PutBucketAcl("photos", ACL, EventOrigin("req-2", "PutBucketAcl")),
+    c.PutBucketVersioning("photos", "Enabled", EventOrigin("req-v", "PutBucketVersioning")),
+    c.PutBucketVersioning("photos", "Suspended"),
     c.PutObject(META, NOW, LATER, if_match=ETAG, origin=ORIGIN),
     c.PutObject(META, NOW, LATER, if_none_match="*"),
     c.DeleteObjects("photos", (KEY, "a", "a/b", ""), LATER, EventOrigin("r", "DeleteObjects")),
     c.DeleteObjects("photos", (), LATER),
+    c.DeleteObjects("photos", (KEY, "a"), LATER, None, ("0001863f1a2b3c4d5e6f7a8b", None), NOW),
     c.PutObjectAcl("photos", KEY, ACL),
+    c.PutObjectAcl("photos", KEY, ACL, version_id="null"),
     c.CreateUpload(UPLOAD, EventOrigin("req-3", "CreateMultipartUpload")),
     c.CreateUpload(Upload(UPLOAD_ID, "photos", "k", "a1b2", "dave", NOW)),
     c.PutPart("photos", KEY, PART, LATER, EventOrigin("req-4", "UploadPart")),
@@ -233,7 +237,7 @@ def test_unencodable_result_is_a_codec_error() -> None:
 
 # --- malformed input ----------------------------------------------------------------------
 
-GOOD = encode_command(COMMANDS[9])  # PutObject with origin
+GOOD = encode_command(COMMANDS[11])  # PutObject with origin
 
 
 def _deep(depth: int) -> Any:
@@ -264,7 +268,8 @@ MALFORMED_COMMANDS = [
     _mutated(lambda d: d["fields"].pop("now")),
     _mutated(lambda d: d["fields"].update(surprise=1)),
     _mutated(lambda d: d["fields"]["meta"].pop("etag")),
-    _mutated(lambda d: d["fields"]["meta"].update(version_id="x")),
+    _mutated(lambda d: d["fields"]["meta"].update(version_id=5)),
+    _mutated(lambda d: d["fields"]["meta"].update(bogus="x")),
     _mutated(lambda d: d["fields"]["meta"]["content"].update(extra=None)),
     _mutated(lambda d: d["fields"]["meta"].update(size="1234")),
     _mutated(lambda d: d["fields"]["meta"].update(size=True)),
@@ -367,3 +372,11 @@ def test_any_json_decodes_or_is_a_codec_error(data: st.DataObject, value: Any) -
             pass
         except (errors.S3Error, c.UserOwnsBuckets, c.InvalidReassignTarget, ApplyFailed):
             pass
+
+
+def test_fields_with_defaults_may_be_missing() -> None:
+    """Entries journalled before a field existed (an older build) still decode."""
+    data = encode_command(c.PutObject(META, NOW, LATER))
+    del data["fields"]["meta"]["version_id"]
+    del data["fields"]["origin"]
+    assert decode_command(data) == c.PutObject(META, NOW, LATER)

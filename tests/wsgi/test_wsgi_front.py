@@ -141,7 +141,7 @@ def test_options_is_a_refused_cors_preflight(s3app: S3App, target: str, sign: bo
 @pytest.mark.parametrize("method,target,argument", [
     ("GET", "/alpha?lifecycle", "lifecycle"), ("PUT", "/alpha?cors", "cors"),
     ("DELETE", "/alpha?policy", "policy"), ("GET", "/alpha?tagging", "tagging"),
-    ("PUT", "/alpha?versioning", "versioning"), ("PUT", "/alpha/k?tagging", "tagging"),
+    ("PUT", "/alpha/k?tagging", "tagging"),
     ("PUT", "/alpha/k?versionId=3", "versionId"), ("GET", "/alpha/k?torrent", "torrent"),
     ("POST", "/alpha/k?select&select-type=2", "select"), ("POST", "/alpha", None),
 ])

@@ -48,7 +48,7 @@ def test_an_entry_is_applied_once_whatever_replays_it(tmp_path: Path) -> None:
     s = store(tmp_path, "a")
     applier = Applier(s, "n1")
     setup(applier)
-    assert decode_outcome(json.loads(applier.apply(2, entry(put("k", "r1"))))) is None
+    assert decode_outcome(json.loads(applier.apply(2, entry(put("k", "r1"))))) == (None, None)
     assert json.loads(applier.apply(2, entry(put("k", "r2"))))["replayed"]
     assert json.loads(applier.apply(1, entry(put("k", "r3"))))["replayed"]
     assert s.get_object("bkt", "k").data_ref == "r1"  # type: ignore[union-attr]

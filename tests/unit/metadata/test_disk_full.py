@@ -129,7 +129,7 @@ def test_a_delete_on_a_full_disk_spends_the_reserve_then_tops_it_up(
     filler = fill(disk)
     with caplog.at_level(logging.WARNING, "bleepstore.metadata"):
         removed = s.apply(DeleteObjects("b", ("a", "b"), NOW))
-    assert [key for key, _ in removed] == ["a", "b"]
+    assert [r[0] for r in removed] == ["a", "b"]
     assert s.get_object("b", "a") is None and s.get_object("b", "c") is not None
     assert "released the metadata reserve" in caplog.text
     assert RESERVE - 64 * KiB < s.reserve.held() < RESERVE  # only the commit's WAL frames

@@ -76,7 +76,7 @@ def test_a_failing_command_does_not_spoil_its_batch(tmp_path: Path) -> None:
         if i % 2:
             assert isinstance(r, errors.PreconditionFailed)
         else:
-            assert r is None
+            assert r == (None, None)  # (no blob replaced, no version id: never versioned)
     assert s.stats()["object_count"] == 21
     assert {o.key for o in s.scan_objects("b", None, "", 100)} == {"exists"} | {
         f"k{i}" for i in range(0, 40, 2)}

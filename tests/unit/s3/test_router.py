@@ -161,6 +161,9 @@ ROUTES: list[tuple[str, Address, str, bool, Op]] = [
     ("GET", BUCKET, "location", False, Op.GET_BUCKET_LOCATION),
     ("GET", BUCKET, "uploads", False, Op.LIST_MULTIPART_UPLOADS),
     ("GET", BUCKET, "versioning", False, Op.GET_BUCKET_VERSIONING),
+    ("PUT", BUCKET, "versioning", False, Op.PUT_BUCKET_VERSIONING),
+    ("GET", BUCKET, "versions", False, Op.LIST_OBJECT_VERSIONS),
+    ("PUT", OBJECT, "acl&versionId=null", False, Op.PUT_OBJECT_ACL),
     ("GET", BUCKET, "list-type=2", False, Op.LIST_OBJECTS_V2),
     ("GET", BUCKET, "list-type=2&prefix=a&encoding-type=url", False, Op.LIST_OBJECTS_V2),
     ("GET", BUCKET, "", False, Op.LIST_OBJECTS),
@@ -227,7 +230,6 @@ def test_unsupported_subresources(address: Address, method: str, name: str) -> N
     (BUCKET, "GET", "tagging", "tagging"),
     (BUCKET, "PUT", "tagging", "tagging"),
     (BUCKET, "DELETE", "tagging", "tagging"),
-    (BUCKET, "PUT", "versioning", "versioning"),
     (OBJECT, "PUT", "tagging", "tagging"),
     (OBJECT, "PUT", "tagging", "tagging"),
     (OBJECT, "GET", "acl&cors", "cors"),
@@ -295,7 +297,7 @@ def test_list_type_must_be_2(value: str) -> None:
 
 
 def test_op_values_are_aws_names() -> None:
-    assert len(Op) == 27
+    assert len(Op) == 29
     for op in Op:
         assert op.value[0].isupper() and op.value.isalnum()
     assert Op.PUT_OBJECT.value == "PutObject"
