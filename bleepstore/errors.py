@@ -323,6 +323,43 @@ class XAmzContentSHA256Mismatch(S3Error):
     message = "The provided 'x-amz-content-sha256' header does not match what was computed."
 
 
+class MalformedPolicy(S3Error):
+    code, status, message = "MalformedPolicy", 400, "Policy has invalid resource"
+
+
+class NoSuchBucketPolicy(S3Error):
+    code, status, message = "NoSuchBucketPolicy", 404, "The bucket policy does not exist"
+
+
+class NoSuchCORSConfiguration(S3Error):
+    code, status = "NoSuchCORSConfiguration", 404
+    message = "The CORS configuration does not exist"
+
+
+class NoSuchLifecycleConfiguration(S3Error):
+    code, status = "NoSuchLifecycleConfiguration", 404
+    message = "The lifecycle configuration does not exist"
+
+
+class NoSuchPublicAccessBlockConfiguration(S3Error):
+    code, status = "NoSuchPublicAccessBlockConfiguration", 404
+    message = "The public access block configuration was not found"
+
+
+class NoSuchTagSet(S3Error):
+    code, status, message = "NoSuchTagSet", 404, "The TagSet does not exist"
+
+
+class InvalidTag(S3Error):
+    code, status, message = "InvalidTag", 400, "The TagSet is not valid."
+
+
+class InvalidPolicyDocument(S3Error):
+    code, status = "InvalidPolicyDocument", 400
+    message = ("The content of the form does not meet the conditions specified in the "
+               "policy document.")
+
+
 # NOTE: ``NotImplemented`` is a Python builtin constant; the class keeps a trailing
 # underscore in code and the wire code "NotImplemented".
 S3NotImplemented = NotImplemented_

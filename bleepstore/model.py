@@ -107,6 +107,7 @@ class ObjectMeta:
     checksum_algorithm: str | None = None
     checksum_value: str | None = None
     version_id: str | None = None  # None: the null version (docs/decisions.md, Versioning)
+    tags: tuple[tuple[str, str], ...] = ()  # the object's tag set, in the order sent
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Upload:
     data_ref: str | None = None
     backend_ref: str | None = None
     checksum_type: str | None = None  # COMPOSITE / FULL_OBJECT; None: the algorithm's default
+    tags: tuple[tuple[str, str], ...] = ()  # given to the object at Complete
 
 
 @dataclass(frozen=True)

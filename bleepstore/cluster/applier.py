@@ -35,7 +35,8 @@ from bleepstore.s3.headers import now_iso
 log = logging.getLogger("bleepstore.cluster")
 
 # Parents before children (foreign keys): inserted in this order, emptied in reverse.
-REPLICATED_TABLES = ("buckets", "objects", "object_versions", "version_clock",
+REPLICATED_TABLES = ("buckets", "bucket_configs", "objects", "object_versions",
+                     "version_clock",
                      "multipart_uploads", "multipart_parts", "blob_parts", "credentials",
                      "credential_generation", "completed_uploads", "stats", "raft_applied",
                      "cluster_nodes")

@@ -32,6 +32,8 @@ from bleepstore.s3.acl import acl_to_json
 from bleepstore.s3.conditions import evaluate_copy_source_conditions
 from bleepstore.s3.headers import now_iso
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
+from bleepstore.s3.tags import parse_header as parse_tags_header
+from bleepstore.s3.tags import tagging_directive
 from bleepstore.storage.backend import BlobMissing
 
 
@@ -128,6 +130,9 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
         content, user_meta = content_headers(req), user_metadata_from_headers(req.header_items)
     else:
         content, user_meta = src.content, src.user_metadata
+    tags = (parse_tags_header(req.header("x-amz-tagging"))
+            if tagging_directive(req.header("x-amz-tagging-directive")) == "REPLACE"
+            else src.tags)
     multipart_source = bool(src.parts_count)
     try:
         staged = svc.storage.copy(src.data_ref, None, need_md5=multipart_source)
@@ -141,7 +146,7 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
         data_ref=staged.data_ref, content=content, storage_class=storage_class,
         acl=acl_to_json(acl), user_metadata=user_meta,
         checksum_algorithm=None if multipart_source else src.checksum_algorithm,
-        checksum_value=None if multipart_source else src.checksum_value)
+        checksum_value=None if multipart_source else src.checksum_value, tags=tags)
     replaced, version_id = commit_object(svc, PutObject(meta, now, svc.gc_not_before(),
                                                         origin=origin_of(req)))
     gc.collect_now(svc, [replaced])

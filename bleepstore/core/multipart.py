@@ -52,6 +52,7 @@ from bleepstore.s3.listing import build_page_from, parse_max_keys
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
 from bleepstore.s3.numbers import INT32_MAX, parse_bounded
 from bleepstore.s3.ranges import parse_copy_source_range
+from bleepstore.s3.tags import parse_header as parse_tags_header
 from bleepstore.storage.backend import BlobMissing, BlobWriter
 
 log = logging.getLogger("bleepstore.storage")
@@ -72,6 +73,7 @@ def create_multipart_upload(svc: Services, req: S3Request) -> S3Response:
                                         "try again with any of the valid types: "
                                         "[CRC32, CRC32C, CRC64NVME, SHA1, SHA256]")
     checksum_type = checksum_type_for_create(algorithm, req.header("x-amz-checksum-type"))
+    tags = parse_tags_header(req.header("x-amz-tagging"))
     owner = writer_owner(req.principal, bucket)
     upload_id = secrets.token_hex(16)
     reserved = svc.storage.init_upload(upload_id)
@@ -82,7 +84,8 @@ def create_multipart_upload(svc: Services, req: S3Request) -> S3Response:
         storage_class=validate_storage_class(req.header("x-amz-storage-class") or "STANDARD"),
         acl=acl_to_json(acl_for_new_resource(svc, req, owner, bucket)),
         user_metadata=user_metadata_from_headers(req.header_items),
-        checksum_algorithm=algorithm, data_ref=reserved, checksum_type=checksum_type)
+        checksum_algorithm=algorithm, data_ref=reserved, checksum_type=checksum_type,
+        tags=tags)
     try:
         svc.store.apply(CreateUpload(upload, origin=origin_of(req)))
     except BaseException as exc:

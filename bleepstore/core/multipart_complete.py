@@ -289,7 +289,7 @@ def _command(svc: Services, req: S3Request, upload: Upload, parts: list[Part],
         storage_class=upload.storage_class, acl=upload.acl,
         user_metadata=upload.user_metadata, parts_count=len(parts),
         checksum_algorithm=upload.checksum_algorithm,
-        checksum_value=object_checksum(upload, parts))
+        checksum_value=object_checksum(upload, parts), tags=upload.tags)
     if_match, if_none_match = conditions
     return CompleteUpload(upload.upload_id, meta, now, svc.gc_not_before(),
                           tuple(p.size for p in parts), if_none_match, if_match=if_match,

@@ -1,5 +1,5 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, object ACLs,
-GetObjectTagging (s3-api.md §8).
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, object ACLs
+(s3-api.md §8).
 
 Invariants: a PUT is acknowledged only after the blob is durable and the metadata
 commit (which re-checks If-Match / If-None-Match) succeeded; a failed commit deletes
@@ -46,6 +46,7 @@ from bleepstore.s3.conditions import (
 from bleepstore.s3.headers import http_date, now_iso, override_value
 from bleepstore.s3.names import user_metadata_from_headers, validate_storage_class
 from bleepstore.s3.ranges import parse_range
+from bleepstore.s3.tags import parse_header as parse_tags_header
 from bleepstore.storage.backend import BlobMissing
 
 log = logging.getLogger("bleepstore.s3")
@@ -70,6 +71,7 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
     storage_class = validate_storage_class(req.header("x-amz-storage-class") or "STANDARD")
     user_meta = user_metadata_from_headers(req.header_items)
     content = content_headers(req)
+    tags = parse_tags_header(req.header("x-amz-tagging"))
     if if_match is not None or if_none_match is not None:  # fail fast; re-checked at commit
         current = svc.store.get_object(bucket.name, req.key)
         check_write_preconditions(if_match, if_none_match, current.etag if current else None,
@@ -84,7 +86,8 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
         bucket=bucket.name, key=req.key, size=staged.size, etag=f'"{staged.md5_hex}"',
         last_modified=now, data_ref=staged.data_ref, content=content,
         storage_class=storage_class, acl=acl_to_json(acl), user_metadata=user_meta,
-        checksum_algorithm=digest.checksum_algorithm, checksum_value=digest.checksum_b64)
+        checksum_algorithm=digest.checksum_algorithm, checksum_value=digest.checksum_b64,
+        tags=tags)
     resp = empty(200).header("ETag", meta.etag)
     if digest.checksum_algorithm and digest.checksum_b64:
         resp.header(header_name(digest.checksum_algorithm), digest.checksum_b64)
@@ -126,6 +129,8 @@ def object_headers(obj: ObjectMeta) -> list[tuple[str, str]]:
     headers.extend(obj.user_metadata)
     if obj.storage_class != "STANDARD":
         headers.append(("x-amz-storage-class", obj.storage_class))
+    if obj.tags:
+        headers.append(("x-amz-tagging-count", str(len(obj.tags))))
     return headers
 
 
@@ -232,8 +237,3 @@ def put_object_acl(svc: Services, req: S3Request) -> S3Response:
         resp.header("x-amz-version-id", version)
     return resp
 
-
-def get_object_tagging(svc: Services, req: S3Request) -> S3Response:
-    bucket = load_bucket(svc, req)
-    read_version(svc, req, bucket, req.key)
-    return xml_response(render.tagging_empty())

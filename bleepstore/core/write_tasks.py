@@ -226,7 +226,8 @@ def _put_object(svc: Any, row: TaskRow, p: dict[str, Any], origin: EventOrigin) 
                                p["content_disposition"], p["cache_control"], p["expires"]),
         storage_class=p["storage_class"], acl=json.dumps(p["acl"]),
         user_metadata=tuple((k, v) for k, v in p["user_metadata"].items()),
-        checksum_algorithm=p["checksum_algorithm"], checksum_value=p["checksum_value"])
+        checksum_algorithm=p["checksum_algorithm"], checksum_value=p["checksum_value"],
+        tags=tuple((k, v) for k, v in p.get("tags", ())))  # absent in tasks before tagging
     cmd = PutObject(meta, now, svc.gc_not_before(), p["if_match"],
                     "*" if p["if_none_match"] else None, origin=origin)
     try:
@@ -252,4 +253,4 @@ def put_object_payload(meta: ObjectMeta, if_match: str | None,
             "etag": meta.etag, "expires": c.expires, "if_match": if_match,
             "if_none_match": if_none_match is not None, "key": meta.key,
             "owner_display": "", "owner_id": "", "storage_class": meta.storage_class,
-            "user_metadata": dict(meta.user_metadata)}
+            "tags": [list(tag) for tag in meta.tags], "user_metadata": dict(meta.user_metadata)}

@@ -30,6 +30,7 @@ from bleepstore.metadata.rows import (
     object_values,
     part_values,
     placeholders,
+    tags_json,
     upload_values,
 )
 from bleepstore.model import ObjectMeta
@@ -270,12 +271,40 @@ def delete_objects(conn: sqlite3.Connection, cmd: c.DeleteObjects) -> tuple[Remo
 
 def put_object_acl(conn: sqlite3.Connection, cmd: c.PutObjectAcl) -> None:
     if cmd.version_id is not None:
-        v.set_version_acl(conn, cmd.bucket, cmd.key, cmd.version_id, cmd.acl)
+        v.set_version_field(conn, cmd.bucket, cmd.key, cmd.version_id, "acl", cmd.acl)
         return
     cur = conn.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?",
                        (cmd.acl, cmd.bucket, cmd.key))
     if cur.rowcount == 0:
         raise errors.NoSuchKey(Key=cmd.key)
+
+
+def put_object_tags(conn: sqlite3.Connection, cmd: c.PutObjectTags) -> None:
+    value = tags_json(cmd.tags)
+    if cmd.version_id is not None:
+        v.set_version_field(conn, cmd.bucket, cmd.key, cmd.version_id, "tags", value)
+        return
+    cur = conn.execute("UPDATE objects SET tags = ? WHERE bucket = ? AND key = ?",
+                       (value, cmd.bucket, cmd.key))
+    if cur.rowcount == 0:
+        raise errors.NoSuchKey(Key=cmd.key)
+
+
+def put_bucket_config(conn: sqlite3.Connection, cmd: c.PutBucketConfig) -> None:
+    if cmd.kind not in c.BUCKET_CONFIG_KINDS:
+        raise ValueError(f"unknown bucket configuration {cmd.kind!r}")
+    _require_bucket(conn, cmd.bucket)
+    conn.execute("INSERT INTO bucket_configs (bucket, kind, document) VALUES (?, ?, ?) "
+                 "ON CONFLICT(bucket, kind) DO UPDATE SET document = excluded.document",
+                 (cmd.bucket, cmd.kind, cmd.document))
+
+
+def delete_bucket_config(conn: sqlite3.Connection, cmd: c.DeleteBucketConfig) -> bool:
+    """False when the bucket had no configuration of that kind."""
+    _require_bucket(conn, cmd.bucket)
+    cur = conn.execute("DELETE FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                       (cmd.bucket, cmd.kind))
+    return cur.rowcount > 0
 
 
 def create_upload(conn: sqlite3.Connection, cmd: c.CreateUpload) -> None:
@@ -377,6 +406,9 @@ HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     c.DeleteBucket: delete_bucket,
     c.PutBucketAcl: put_bucket_acl,
     c.PutBucketVersioning: put_bucket_versioning,
+    c.PutBucketConfig: put_bucket_config,
+    c.DeleteBucketConfig: delete_bucket_config,
+    c.PutObjectTags: put_object_tags,
     c.PutObject: put_object,
     c.DeleteObjects: delete_objects,
     c.PutObjectAcl: put_object_acl,

@@ -71,6 +71,38 @@ class PutBucketVersioning:
     origin: EventOrigin | None = None  # the request, for its events
 
 
+BUCKET_CONFIG_KINDS = ("policy", "cors", "lifecycle", "public_access_block", "tagging")
+
+
+@dataclass(frozen=True)
+class PutBucketConfig:
+    """Store a bucket's configuration document of one kind (``BUCKET_CONFIG_KINDS``): the
+    document is what the owner sent, validated and normalised by the caller."""
+
+    bucket: str
+    kind: str
+    document: str
+    origin: EventOrigin | None = None  # the request, for its events
+
+
+@dataclass(frozen=True)
+class DeleteBucketConfig:
+    bucket: str
+    kind: str
+    origin: EventOrigin | None = None  # the request, for its events
+
+
+@dataclass(frozen=True)
+class PutObjectTags:
+    """Replace the tag set of a key's current version, or of ``version_id``."""
+
+    bucket: str
+    key: str
+    tags: tuple[tuple[str, str], ...]
+    version_id: str | None = None
+    origin: EventOrigin | None = None  # the request, for its events
+
+
 @dataclass(frozen=True)
 class PutObject:
     meta: ObjectMeta
@@ -176,6 +208,7 @@ class PutNodeMeta:
 
 
 Command = (PutCredential | DeleteCredential | CreateBucket | DeleteBucket | PutBucketAcl
-           | PutBucketVersioning | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
+           | PutBucketVersioning | PutBucketConfig | DeleteBucketConfig | PutObjectTags
+           | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
            | CompleteUpload | AbortUpload | ReapExpiredUploads | PurgeCompletedUploads
            | AddGcIntent | GcSwept | PutNodeMeta)

@@ -12,14 +12,14 @@ CONTENT_COLS = ("content_type", "content_encoding", "content_language",
                 "content_disposition", "cache_control", "expires")
 OBJECT_COLS = ("bucket", "key", "size", "etag", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "last_modified", "data_ref", "parts_count",
-               "checksum_algorithm", "checksum_value", "version_id")
+               "checksum_algorithm", "checksum_value", "version_id", "tags")
 # object_versions: an object row plus whether it is a delete marker and its clock value
 VERSION_COLS = (*OBJECT_COLS, "delete_marker", "vseq")
 LISTING_COLS = ("bucket", "key", "size", "etag", "storage_class", "acl", "last_modified",
                 "data_ref")
 UPLOAD_COLS = ("upload_id", "bucket", "key", *CONTENT_COLS, "storage_class", "acl",
                "user_metadata", "owner_id", "owner_display", "initiated_at",
-               "checksum_algorithm", "data_ref", "backend_ref", "checksum_type")
+               "checksum_algorithm", "data_ref", "backend_ref", "checksum_type", "tags")
 PART_COLS = ("upload_id", "part_number", "size", "etag", "last_modified", "data_ref",
              "checksum_value", "backend_ref")
 BUCKET_COLS = ("name", "region", "owner_id", "owner_display", "acl", "created_at",
@@ -46,6 +46,15 @@ def _meta_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), str(v)) for k, v in data.items()))
 
 
+def tags_json(tags: tuple[tuple[str, str], ...]) -> str | None:
+    """Tags as stored: a JSON list of [key, value] pairs (order kept), NULL when none."""
+    return json.dumps([list(t) for t in tags], separators=(",", ":")) if tags else None
+
+
+def tags_from_json(text: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in json.loads(text)) if text else ()
+
+
 def _content(row: sqlite3.Row) -> ContentHeaders:
     return ContentHeaders(*(row[c] for c in CONTENT_COLS))
 
@@ -62,7 +71,7 @@ def object_from_row(row: sqlite3.Row) -> ObjectMeta:
         storage_class=row["storage_class"], acl=row["acl"],
         user_metadata=_meta_pairs(row["user_metadata"]), parts_count=row["parts_count"],
         checksum_algorithm=row["checksum_algorithm"], checksum_value=row["checksum_value"],
-        version_id=row["version_id"])
+        version_id=row["version_id"], tags=tags_from_json(row["tags"]))
 
 
 def listing_object_from_row(row: sqlite3.Row) -> ObjectMeta:
@@ -74,7 +83,7 @@ def listing_object_from_row(row: sqlite3.Row) -> ObjectMeta:
 def object_values(m: ObjectMeta) -> tuple[Any, ...]:
     return (m.bucket, m.key, m.size, m.etag, *_content_values(m.content), m.storage_class,
             m.acl, _meta_json(m.user_metadata), m.last_modified, m.data_ref, m.parts_count,
-            m.checksum_algorithm, m.checksum_value, m.version_id)
+            m.checksum_algorithm, m.checksum_value, m.version_id, tags_json(m.tags))
 
 
 def upload_from_row(row: sqlite3.Row) -> Upload:
@@ -85,13 +94,15 @@ def upload_from_row(row: sqlite3.Row) -> Upload:
         storage_class=row["storage_class"], acl=row["acl"],
         user_metadata=_meta_pairs(row["user_metadata"]),
         checksum_algorithm=row["checksum_algorithm"], data_ref=row["data_ref"],
-        backend_ref=row["backend_ref"], checksum_type=row["checksum_type"])
+        backend_ref=row["backend_ref"], checksum_type=row["checksum_type"],
+        tags=tags_from_json(row["tags"]))
 
 
 def upload_values(u: Upload) -> tuple[Any, ...]:
     return (u.upload_id, u.bucket, u.key, *_content_values(u.content), u.storage_class,
             u.acl, _meta_json(u.user_metadata), u.owner_id, u.owner_display,
-            u.initiated_at, u.checksum_algorithm, u.data_ref, u.backend_ref, u.checksum_type)
+            u.initiated_at, u.checksum_algorithm, u.data_ref, u.backend_ref, u.checksum_type,
+            tags_json(u.tags))
 
 
 def part_from_row(row: sqlite3.Row) -> Part:

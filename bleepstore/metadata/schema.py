@@ -251,7 +251,22 @@ CREATE TABLE IF NOT EXISTS version_clock (
 INSERT OR IGNORE INTO version_clock (id) VALUES (1)
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8)
+# Per-bucket configuration documents (policy, CORS, lifecycle, public access block, bucket
+# tagging), one row per kind, dropped with the bucket; object tags (JSON [[key, value]...],
+# NULL: none) on objects, their older versions and uploads (copied at Complete).
+V9 = """
+CREATE TABLE IF NOT EXISTS bucket_configs (
+  bucket TEXT NOT NULL REFERENCES buckets(name) ON DELETE CASCADE,
+  kind TEXT NOT NULL,
+  document TEXT NOT NULL,
+  PRIMARY KEY (bucket, kind)
+) WITHOUT ROWID;
+ALTER TABLE objects ADD COLUMN tags TEXT;
+ALTER TABLE object_versions ADD COLUMN tags TEXT;
+ALTER TABLE multipart_uploads ADD COLUMN tags TEXT
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9)
 LATEST = len(MIGRATIONS)
 
 

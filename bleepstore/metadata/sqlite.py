@@ -338,6 +338,18 @@ class SqliteStore:
         merged = sorted(current + history, key=lambda e: (e.key, -e.vseq))
         return merged[:limit]
 
+    def get_bucket_config(self, bucket: str, kind: str) -> str | None:
+        """The bucket's configuration document of ``kind`` (policy, cors, ...), or None."""
+        row = self._one("SELECT document FROM bucket_configs WHERE bucket = ? AND kind = ?",
+                        (bucket, kind))
+        return str(row[0]) if row else None
+
+    def buckets_with_config(self, kind: str) -> list[tuple[str, str]]:
+        """(bucket, document) of every bucket with a configuration of ``kind``."""
+        rows = self.conn().execute("SELECT bucket, document FROM bucket_configs WHERE kind = ? "
+                                   "ORDER BY bucket", (kind,))
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def get_credential(self, access_key_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE access_key_id = ?", (access_key_id,))
         return credential_from_row(row) if row else None

@@ -122,15 +122,17 @@ def delete_version_row(conn: sqlite3.Connection, table: str, bucket: str, key: s
     return row
 
 
-def set_version_acl(conn: sqlite3.Connection, bucket: str, key: str, version_id: str,
-                    acl: str) -> None:
+def set_version_field(conn: sqlite3.Connection, bucket: str, key: str, version_id: str,
+                      column: str, value: str | None) -> None:
+    """Set ``column`` (``acl`` or ``tags``) of one version, current or not (not a marker)."""
+    assert column in ("acl", "tags")
     where, args = _match(version_id)
-    cur = conn.execute(f"UPDATE objects SET acl = ? WHERE bucket = ? AND key = ? AND {where}",
-                       (acl, bucket, key, *args))
+    cur = conn.execute(f"UPDATE objects SET {column} = ? WHERE bucket = ? AND key = ? "
+                       f"AND {where}", (value, bucket, key, *args))
     if cur.rowcount:
         return
-    cur = conn.execute(f"UPDATE object_versions SET acl = ? WHERE bucket = ? AND key = ? "
-                       f"AND delete_marker = 0 AND {where}", (acl, bucket, key, *args))
+    cur = conn.execute(f"UPDATE object_versions SET {column} = ? WHERE bucket = ? AND key = ? "
+                       f"AND delete_marker = 0 AND {where}", (value, bucket, key, *args))
     if cur.rowcount == 0:
         raise errors.NoSuchVersion(Key=key, VersionId=version_id)
 

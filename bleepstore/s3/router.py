@@ -40,6 +40,23 @@ class Op(enum.Enum):
     GET_BUCKET_VERSIONING = "GetBucketVersioning"
     PUT_BUCKET_VERSIONING = "PutBucketVersioning"
     LIST_OBJECT_VERSIONS = "ListObjectVersions"
+    GET_BUCKET_TAGGING = "GetBucketTagging"
+    PUT_BUCKET_TAGGING = "PutBucketTagging"
+    DELETE_BUCKET_TAGGING = "DeleteBucketTagging"
+    GET_BUCKET_POLICY = "GetBucketPolicy"
+    PUT_BUCKET_POLICY = "PutBucketPolicy"
+    DELETE_BUCKET_POLICY = "DeleteBucketPolicy"
+    GET_BUCKET_POLICY_STATUS = "GetBucketPolicyStatus"
+    GET_PUBLIC_ACCESS_BLOCK = "GetPublicAccessBlock"
+    PUT_PUBLIC_ACCESS_BLOCK = "PutPublicAccessBlock"
+    DELETE_PUBLIC_ACCESS_BLOCK = "DeletePublicAccessBlock"
+    GET_BUCKET_CORS = "GetBucketCors"
+    PUT_BUCKET_CORS = "PutBucketCors"
+    DELETE_BUCKET_CORS = "DeleteBucketCors"
+    GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
+    PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
+    DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
+    POST_OBJECT = "PostObject"
     LIST_OBJECTS = "ListObjects"
     LIST_OBJECTS_V2 = "ListObjectsV2"
     LIST_MULTIPART_UPLOADS = "ListMultipartUploads"
@@ -52,6 +69,8 @@ class Op(enum.Enum):
     GET_OBJECT_ACL = "GetObjectAcl"
     PUT_OBJECT_ACL = "PutObjectAcl"
     GET_OBJECT_TAGGING = "GetObjectTagging"
+    PUT_OBJECT_TAGGING = "PutObjectTagging"
+    DELETE_OBJECT_TAGGING = "DeleteObjectTagging"
     GET_OBJECT_ATTRIBUTES = "GetObjectAttributes"
     CREATE_MULTIPART_UPLOAD = "CreateMultipartUpload"
     UPLOAD_PART = "UploadPart"
@@ -173,15 +192,31 @@ _BUCKET_ROWS = (
     _R("GET", ("uploads",), Op.LIST_MULTIPART_UPLOADS),
     _R("GET", ("versioning",), Op.GET_BUCKET_VERSIONING),
     _R("GET", ("versions",), Op.LIST_OBJECT_VERSIONS),
+    _R("GET", ("tagging",), Op.GET_BUCKET_TAGGING),
+    _R("GET", ("policyStatus",), Op.GET_BUCKET_POLICY_STATUS),
+    _R("GET", ("policy",), Op.GET_BUCKET_POLICY),
+    _R("GET", ("publicAccessBlock",), Op.GET_PUBLIC_ACCESS_BLOCK),
+    _R("GET", ("cors",), Op.GET_BUCKET_CORS),
+    _R("GET", ("lifecycle",), Op.GET_BUCKET_LIFECYCLE),
     _R("GET", ("list-type",), Op.LIST_OBJECTS_V2, must_equal="2"),
     _R("GET", (), Op.LIST_OBJECTS),
     _R("HEAD", (), Op.HEAD_BUCKET),
     _R("PUT", ("acl",), Op.PUT_BUCKET_ACL),
     _R("PUT", ("versioning",), Op.PUT_BUCKET_VERSIONING),
+    _R("PUT", ("tagging",), Op.PUT_BUCKET_TAGGING),
+    _R("PUT", ("policy",), Op.PUT_BUCKET_POLICY),
+    _R("PUT", ("publicAccessBlock",), Op.PUT_PUBLIC_ACCESS_BLOCK),
+    _R("PUT", ("cors",), Op.PUT_BUCKET_CORS),
+    _R("PUT", ("lifecycle",), Op.PUT_BUCKET_LIFECYCLE),
     _R("PUT", (), Op.CREATE_BUCKET),
+    _R("DELETE", ("tagging",), Op.DELETE_BUCKET_TAGGING),
+    _R("DELETE", ("policy",), Op.DELETE_BUCKET_POLICY),
+    _R("DELETE", ("publicAccessBlock",), Op.DELETE_PUBLIC_ACCESS_BLOCK),
+    _R("DELETE", ("cors",), Op.DELETE_BUCKET_CORS),
+    _R("DELETE", ("lifecycle",), Op.DELETE_BUCKET_LIFECYCLE),
     _R("DELETE", (), Op.DELETE_BUCKET),
     _R("POST", ("delete",), Op.DELETE_OBJECTS),
-    _R("POST", (), Reject("not-implemented")),  # browser POST uploads
+    _R("POST", (), Op.POST_OBJECT),  # browser form uploads
 )
 _OBJECT_ROWS = (
     _R("GET", ("acl",), Op.GET_OBJECT_ACL),
@@ -199,9 +234,10 @@ _OBJECT_ROWS = (
     _R("PUT", ("partNumber", "uploadId"), Op.UPLOAD_PART),
     _R("PUT", ("partNumber",), Reject("missing", "uploadId")),
     _R("PUT", ("uploadId",), Reject("missing", "partNumber")),
-    _R("PUT", ("tagging",), Reject("not-implemented", "tagging")),
+    _R("PUT", ("tagging",), Op.PUT_OBJECT_TAGGING),
     _R("PUT", (), Op.COPY_OBJECT, copy_source=True),
     _R("PUT", (), Op.PUT_OBJECT),
+    _R("DELETE", ("tagging",), Op.DELETE_OBJECT_TAGGING),
     _R("DELETE", ("uploadId",), Op.ABORT_MULTIPART_UPLOAD),
     _R("DELETE", (), Op.DELETE_OBJECT),
     _R("POST", ("uploads",), Op.CREATE_MULTIPART_UPLOAD),
@@ -212,11 +248,12 @@ _SERVICE_ROWS = (_R("GET", (), Op.LIST_BUCKETS),)
 _TABLES = {"SERVICE": _SERVICE_ROWS, "BUCKET": _BUCKET_ROWS, "OBJECT": _OBJECT_ROWS}
 
 RECOGNISED_SUBRESOURCES = ("acl", "location", "uploads", "uploadId", "partNumber", "delete",
-                           "versioning", "versions", "tagging", "list-type", "attributes")
+                           "versioning", "versions", "tagging", "list-type", "attributes",
+                           "policy", "policyStatus", "publicAccessBlock", "cors", "lifecycle")
 UNSUPPORTED_SUBRESOURCES = frozenset({
-    "accelerate", "analytics", "cors", "encryption", "intelligent-tiering",
-    "inventory", "legal-hold", "lifecycle", "logging", "metrics", "notification",
-    "object-lock", "ownershipControls", "policy", "policyStatus", "publicAccessBlock",
+    "accelerate", "analytics", "encryption", "intelligent-tiering",
+    "inventory", "legal-hold", "logging", "metrics", "notification",
+    "object-lock", "ownershipControls",
     "replication", "requestPayment", "restore", "retention", "select", "torrent",
     "website",
 })
@@ -238,9 +275,12 @@ def _unsupported(resource: str, method: str, query: Mapping[str, str]) -> str | 
     for name in query:
         if name in UNSUPPORTED_SUBRESOURCES:
             return name
-        if name == "versionId" and method == "PUT" and "acl" not in query:
+        if name == "versionId" and method == "PUT" and not {"acl", "tagging"} & set(query):
             return name
-        if name in ("tagging", "attributes") and resource == "BUCKET":
+        if name == "attributes" and resource == "BUCKET":
+            return name
+        if name in ("policy", "policyStatus", "publicAccessBlock", "cors", "lifecycle") \
+                and resource == "OBJECT":
             return name
     return None
 

@@ -142,10 +142,14 @@ def versioning_configuration(status: str | None) -> bytes:
     return d.bytes()
 
 
-def tagging_empty() -> bytes:
-    """GetObjectTagging (§8.7): an empty tag set."""
+def tagging(tags: Sequence[tuple[str, str]]) -> bytes:
+    """GetObjectTagging / GetBucketTagging: the tag set, in the order it was set."""
     d = _Doc("Tagging")
-    d.add(d.root, "TagSet")
+    tag_set = d.add(d.root, "TagSet")
+    for key, value in tags:
+        el = d.add(tag_set, "Tag")
+        d.add(el, "Key", key)
+        d.add(el, "Value", value)
     return d.bytes()
 
 

@@ -11,7 +11,20 @@ from collections.abc import Callable
 
 import falcon
 
-from bleepstore.core import attributes, buckets, copy, listing, multipart, objects, versioning
+from bleepstore.core import (
+    attributes,
+    buckets,
+    copy,
+    cors,
+    lifecycle,
+    listing,
+    multipart,
+    objects,
+    policy,
+    post_object,
+    tagging,
+    versioning,
+)
 from bleepstore.core.request import S3Request, S3Response
 from bleepstore.core.services import Services
 from bleepstore.s3.router import Op
@@ -31,6 +44,23 @@ OPERATIONS: dict[Op, Handler] = {
     Op.GET_BUCKET_VERSIONING: versioning.get_bucket_versioning,
     Op.PUT_BUCKET_VERSIONING: versioning.put_bucket_versioning,
     Op.LIST_OBJECT_VERSIONS: versioning.list_object_versions,
+    Op.GET_BUCKET_TAGGING: tagging.get_bucket_tagging,
+    Op.PUT_BUCKET_TAGGING: tagging.put_bucket_tagging,
+    Op.DELETE_BUCKET_TAGGING: tagging.delete_bucket_tagging,
+    Op.GET_BUCKET_POLICY: policy.get_bucket_policy,
+    Op.PUT_BUCKET_POLICY: policy.put_bucket_policy,
+    Op.DELETE_BUCKET_POLICY: policy.delete_bucket_policy,
+    Op.GET_BUCKET_POLICY_STATUS: policy.get_bucket_policy_status,
+    Op.GET_PUBLIC_ACCESS_BLOCK: policy.get_public_access_block,
+    Op.PUT_PUBLIC_ACCESS_BLOCK: policy.put_public_access_block,
+    Op.DELETE_PUBLIC_ACCESS_BLOCK: policy.delete_public_access_block,
+    Op.GET_BUCKET_CORS: cors.get_bucket_cors,
+    Op.PUT_BUCKET_CORS: cors.put_bucket_cors,
+    Op.DELETE_BUCKET_CORS: cors.delete_bucket_cors,
+    Op.GET_BUCKET_LIFECYCLE: lifecycle.get_bucket_lifecycle,
+    Op.PUT_BUCKET_LIFECYCLE: lifecycle.put_bucket_lifecycle,
+    Op.DELETE_BUCKET_LIFECYCLE: lifecycle.delete_bucket_lifecycle,
+    Op.POST_OBJECT: post_object.post_object,
     Op.LIST_OBJECTS: listing.list_objects,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
     Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
@@ -42,7 +72,9 @@ OPERATIONS: dict[Op, Handler] = {
     Op.DELETE_OBJECT: objects.delete_object,
     Op.GET_OBJECT_ACL: objects.get_object_acl,
     Op.PUT_OBJECT_ACL: objects.put_object_acl,
-    Op.GET_OBJECT_TAGGING: objects.get_object_tagging,
+    Op.GET_OBJECT_TAGGING: tagging.get_object_tagging,
+    Op.PUT_OBJECT_TAGGING: tagging.put_object_tagging,
+    Op.DELETE_OBJECT_TAGGING: tagging.delete_object_tagging,
     Op.GET_OBJECT_ATTRIBUTES: attributes.get_object_attributes,
     Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
     Op.UPLOAD_PART: multipart.upload_part,

@@ -74,6 +74,10 @@ COMMANDS: list[Any] = [
     c.PutBucketAcl("photos", ACL, EventOrigin("req-2", "PutBucketAcl")),
     c.PutBucketVersioning("photos", "Enabled", EventOrigin("req-v", "PutBucketVersioning")),
     c.PutBucketVersioning("photos", "Suspended"),
+    c.PutBucketConfig("photos", "cors", "<CORSConfiguration/>", ORIGIN),
+    c.DeleteBucketConfig("photos", "policy"),
+    c.PutObjectTags("photos", KEY, (("project", "blue"), ("é", "")), "null", ORIGIN),
+    c.PutObjectTags("photos", KEY, ()),
     c.PutObject(META, NOW, LATER, if_match=ETAG, origin=ORIGIN),
     c.PutObject(META, NOW, LATER, if_none_match="*"),
     c.DeleteObjects("photos", (KEY, "a", "a/b", ""), LATER, EventOrigin("r", "DeleteObjects")),
@@ -237,7 +241,7 @@ def test_unencodable_result_is_a_codec_error() -> None:
 
 # --- malformed input ----------------------------------------------------------------------
 
-GOOD = encode_command(COMMANDS[11])  # PutObject with origin
+GOOD = encode_command(COMMANDS[15])  # PutObject with origin
 
 
 def _deep(depth: int) -> Any:

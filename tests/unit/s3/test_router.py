@@ -164,6 +164,14 @@ ROUTES: list[tuple[str, Address, str, bool, Op]] = [
     ("PUT", BUCKET, "versioning", False, Op.PUT_BUCKET_VERSIONING),
     ("GET", BUCKET, "versions", False, Op.LIST_OBJECT_VERSIONS),
     ("PUT", OBJECT, "acl&versionId=null", False, Op.PUT_OBJECT_ACL),
+    ("PUT", OBJECT, "tagging&versionId=null", False, Op.PUT_OBJECT_TAGGING),
+    ("DELETE", OBJECT, "tagging", False, Op.DELETE_OBJECT_TAGGING),
+    ("GET", BUCKET, "tagging", False, Op.GET_BUCKET_TAGGING),
+    ("DELETE", BUCKET, "tagging", False, Op.DELETE_BUCKET_TAGGING),
+    ("GET", BUCKET, "policyStatus", False, Op.GET_BUCKET_POLICY_STATUS),
+    ("PUT", BUCKET, "publicAccessBlock", False, Op.PUT_PUBLIC_ACCESS_BLOCK),
+    ("DELETE", BUCKET, "cors", False, Op.DELETE_BUCKET_CORS),
+    ("GET", BUCKET, "lifecycle", False, Op.GET_BUCKET_LIFECYCLE),
     ("GET", BUCKET, "list-type=2", False, Op.LIST_OBJECTS_V2),
     ("GET", BUCKET, "list-type=2&prefix=a&encoding-type=url", False, Op.LIST_OBJECTS_V2),
     ("GET", BUCKET, "", False, Op.LIST_OBJECTS),
@@ -227,12 +235,10 @@ def test_unsupported_subresources(address: Address, method: str, name: str) -> N
 @pytest.mark.parametrize("address, method, query, argument", [
     (OBJECT, "PUT", "versionId=1", "versionId"),
     (BUCKET, "PUT", "versionId=1", "versionId"),
-    (BUCKET, "GET", "tagging", "tagging"),
-    (BUCKET, "PUT", "tagging", "tagging"),
-    (BUCKET, "DELETE", "tagging", "tagging"),
-    (OBJECT, "PUT", "tagging", "tagging"),
-    (OBJECT, "PUT", "tagging", "tagging"),
+    (OBJECT, "PUT", "versionId=1&uploadId=2&partNumber=1", "versionId"),
     (OBJECT, "GET", "acl&cors", "cors"),
+    (OBJECT, "PUT", "policy", "policy"),
+    (OBJECT, "DELETE", "lifecycle", "lifecycle"),
     (BUCKET, "GET", "attributes", "attributes"),
 ])
 def test_not_implemented(address: Address, method: str, query: str, argument: str) -> None:
@@ -241,9 +247,8 @@ def test_not_implemented(address: Address, method: str, query: str, argument: st
     assert err.extra == {"ArgumentName": argument}
 
 
-def test_browser_post_not_implemented() -> None:
-    err = _raises("POST", BUCKET, "")
-    assert isinstance(err, S3NotImplemented) and err.extra == {}
+def test_browser_post_is_post_object() -> None:
+    assert route("POST", BUCKET, {}, False) is Op.POST_OBJECT
 
 
 @pytest.mark.parametrize("method, address, query, resource, allow", [
@@ -253,7 +258,7 @@ def test_browser_post_not_implemented() -> None:
     ("OPTIONS", OBJECT, "", "OBJECT", "GET, HEAD, PUT, POST, DELETE"),
     ("POST", OBJECT, "", "OBJECT", "GET, HEAD, PUT, POST, DELETE"),
     ("DELETE", OBJECT, "acl", "OBJECT", "GET, PUT"),
-    ("DELETE", OBJECT, "tagging", "OBJECT", "GET, PUT"),
+    ("POST", OBJECT, "tagging", "OBJECT", "GET, PUT, DELETE"),
     ("PUT", OBJECT, "attributes", "OBJECT", "GET"),
     ("HEAD", OBJECT, "attributes", "OBJECT", "GET"),
     ("POST", OBJECT, "acl", "OBJECT", "GET, PUT"),
@@ -297,7 +302,7 @@ def test_list_type_must_be_2(value: str) -> None:
 
 
 def test_op_values_are_aws_names() -> None:
-    assert len(Op) == 29
+    assert len(Op) == 48
     for op in Op:
         assert op.value[0].isupper() and op.value.isalnum()
     assert Op.PUT_OBJECT.value == "PutObject"

@@ -139,7 +139,7 @@ def test_location_constraint(region: str, expected: bytes) -> None:
 
 @pytest.mark.parametrize("body,root_name,children", [
     (R.versioning_configuration(None), "VersioningConfiguration", []),
-    (R.tagging_empty(), "Tagging", ["TagSet"]),
+    (R.tagging(()), "Tagging", ["TagSet"]),
     (R.copy_object_result('"e"', TS), "CopyObjectResult", ["LastModified", "ETag"]),
     (R.copy_part_result('"e"', TS), "CopyPartResult", ["LastModified", "ETag"]),
     (R.initiate_multipart_upload("b", "k", "u"), "InitiateMultipartUploadResult",
