@@ -49,7 +49,7 @@ def test_service_paths_unauthenticated_but_bucket_when_signed(server: Any, s3: A
 
 
 def test_unknown_subresource_is_not_implemented(server: Any, s3: Any, bucket: str) -> None:
-    resp = send(server.endpoint, "GET", f"/{bucket}?lifecycle")
+    resp = send(server.endpoint, "GET", f"/{bucket}?website")
     assert resp.status == 501
     assert b"<Code>NotImplemented</Code>" in resp.body
     s3.put_object(Bucket=bucket, Key="k", Body=b"keep me")
