@@ -78,7 +78,7 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     lookup = CredentialCache(svc.store.get_credential, svc.store.credential_generation,
                              cfg.auth.credential_cache_ttl_s)
     # NOTE: media_type=None: S3 sends Content-Type only when there is a body.
-    middleware: list[Any] = [S3Front(cfg, lookup)]
+    middleware: list[Any] = [S3Front(cfg, lookup, bucket_config=svc.store.get_bucket_config)]
     if isinstance(svc.store, ReplicatedStore):
         from bleepstore.web.cluster import ClusterFront
 

@@ -233,6 +233,16 @@ class ObservabilityConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    """Bucket lifecycle expiration (core/lifecycle.py): how long a rule's "day" is, how
+    often the maintenance lease holder runs the pass, and its batch size."""
+
+    day_seconds: int = 86400  # a rule's day; expirations round up to a multiple of it
+    interval_s: int = 3600  # between two lifecycle passes
+    batch_size: int = 1000  # rows read per bucket per batch (each batch saves its cursor)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -242,6 +252,7 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     source: str = field(default="(built-in defaults)", compare=False)
 
     @property
@@ -373,6 +384,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("queue.outbox_batch_size: must be between 1 and 10000")
     if cfg.queue.outbox_max_rows < 1:
         raise ConfigError("queue.outbox_max_rows: must be at least 1")
+    for key in ("day_seconds", "interval_s", "batch_size"):
+        if getattr(cfg.lifecycle, key) < 1:
+            raise ConfigError(f"lifecycle.{key}: must be at least 1")
 
 
 def _host_port(key: str, value: str) -> None:

@@ -36,7 +36,7 @@ class AccessDenied(S3Error):
 
 
 class AccessForbidden(S3Error):
-    """A CORS preflight (``OPTIONS``) that no CORS rule allows: BleepStore has none."""
+    """A CORS preflight (``OPTIONS``) that no CORS rule of the bucket allows."""
 
     code, status = "AccessForbidden", 403
     message = "CORSResponse: CORS is not enabled for this bucket."
@@ -64,7 +64,8 @@ class ChecksumMismatch(BadDigest):
 
 
 class BadRequest(S3Error):
-    """A CORS preflight (``OPTIONS``) without an ``Origin`` or with a bad request method."""
+    """A CORS preflight (``OPTIONS``) without an ``Origin`` or with a bad request method;
+    also a tag set over the object limit."""
 
     code, status = "BadRequest", 400
     message = "Insufficient information. Origin request header needed."
@@ -321,6 +322,16 @@ class UnresolvableGrantByEmailAddress(S3Error):
 class XAmzContentSHA256Mismatch(S3Error):
     code, status = "XAmzContentSHA256Mismatch", 400
     message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+class MalformedPOSTRequest(S3Error):
+    code, status = "MalformedPOSTRequest", 400
+    message = "The body of your POST request is not well-formed multipart/form-data."
+
+
+class MaxPostPreDataLengthExceeded(S3Error):
+    code, status = "MaxPostPreDataLengthExceeded", 400
+    message = "Your POST request fields preceeding the upload file was too large."
 
 
 class MalformedPolicy(S3Error):

@@ -30,6 +30,7 @@ from functools import partial, wraps
 from typing import Any, TypeVar
 
 from gunicorn import util
+from gunicorn.http.body import LengthReader
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -69,6 +70,12 @@ def _guarded(method: F) -> F:
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _unread_beyond(req: Any, limit: int) -> bool:
+    """The request's body still has more than ``limit`` bytes unread (known length only)."""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    return isinstance(reader, LengthReader) and reader.length > limit
 
 
 class ContinueOnce:
@@ -131,15 +138,19 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
             environ[BODY_WATCH_KEY] = watch
             waiting = getattr(self._local, "expect", None)
-            if waiting is None:
-                return app(environ, start_response)
-            environ[CONTINUE_KEY] = waiting
+            req = getattr(self._local, "req", None)
+            if waiting is not None:
+                environ[CONTINUE_KEY] = waiting
 
             def start(status: str, headers: Any, exc_info: Any = None) -> Any:
-                if not waiting.sent:
-                    # NOTE: the client may yet send the body it held back, so this answer
-                    # ends the connection and must say so: botocore reuses a connection
-                    # it was not told is closing, and then misreads its next answer.
+                # NOTE: an answer that will end the connection must say so. A client still
+                # holding back its body (Expect) may send it yet, and botocore reuses a
+                # connection it was not told is closing, then misreads its next answer;
+                # a body too large to drain for keep-alive (a refused upload) closes it,
+                # and a proxy that pooled the connection would send the next request,
+                # a PUT it cannot retry, into the closed socket (nginx: 502).
+                if (waiting is not None and not waiting.sent) or _unread_beyond(
+                        req, UNREAD_BODY_LIMIT):
                     start_response.__self__.force_close()
                 return start_response(status, headers, exc_info)
 
@@ -236,10 +247,11 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
             return super().handle(conn)
         finally:
             self.body_watch.end(conn.sock)
-            self._local.expect = None
+            self._local.expect = self._local.req = None
 
     def handle_request(self, req: Any, conn: TConn) -> Any:
         self._local.expect = _continue_for(req, conn.sock)
+        self._local.req = req
         return super().handle_request(req, conn)
 
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:

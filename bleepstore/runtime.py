@@ -11,13 +11,14 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bleepstore import errors
 from bleepstore.config import Config
-from bleepstore.core import gc
+from bleepstore.core import gc, lifecycle
 from bleepstore.core.integrity import scan_missing_blobs
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import PurgeCompletedUploads, PutNodeMeta, ReapExpiredUploads
@@ -180,17 +181,51 @@ def reap_and_sweep(svc: Services) -> dict[str, int]:
     return counts
 
 
+def lifecycle_runs_here(store: SqliteStore) -> bool:
+    """Lifecycle deletions are decided on one node: any node in embedded mode, the Raft
+    leader in cluster mode (two nodes expiring one version would add two delete markers)."""
+    return not isinstance(store, ReplicatedStore) or \
+        store.cluster_state().get("state") == "leader"
+
+
+def _lease_keeper(svc: Services, holder: str, seconds: float) -> Callable[[], bool]:
+    """For a long pass: renews the maintenance lease when a third of it has gone by; False
+    once another worker holds it (the pass then stops)."""
+    renewed = time.monotonic()
+
+    def keep() -> bool:
+        nonlocal renewed
+        if time.monotonic() - renewed < seconds / 3:
+            return True
+        renewed = time.monotonic()
+        return svc.store.take_lease("maintenance", holder, seconds)
+
+    return keep
+
+
 def _maintenance_loop(svc: Services, stop: threading.Event) -> None:
     interval = max(1, svc.config.storage.maintenance_interval_s)
+    lifecycle_interval = max(1, svc.config.lifecycle.interval_s)
+    tick = min(interval, lifecycle_interval)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     logged: set[str] = set()  # missing-blob refs already logged at ERROR by this process
-    while not stop.wait(interval):
+    next_maintenance, next_lifecycle = time.monotonic() + interval, 0.0
+    while not stop.wait(tick):
         try:
-            if svc.store.take_lease("maintenance", holder, 3 * interval):
+            if not svc.store.take_lease("maintenance", holder, 3 * tick):
+                continue
+            soon = time.monotonic() + tick / 2  # each job runs at the tick nearest its time
+            if soon >= next_maintenance:
+                next_maintenance = time.monotonic() + interval
                 counts = reap_and_sweep(svc)
                 counts["missing_blobs"] = scan_missing_blobs(svc, logged)
                 if any(counts.values()):
                     log.info("maintenance pass", extra=counts)
+            if soon >= next_lifecycle and lifecycle_runs_here(svc.store):
+                next_lifecycle = time.monotonic() + lifecycle_interval
+                counts = lifecycle.run_pass(svc, _lease_keeper(svc, holder, 3 * tick))
+                if any(counts.values()):
+                    log.info("lifecycle pass", extra=counts)
         except Exception:  # keep the loop alive; the next pass retries
             log.exception("maintenance pass failed")
 

@@ -42,6 +42,9 @@ class S3Request:
     scheme: str = "http"
     virtual_host: bool = False
     raw_path: str = ""
+    source_ip: str = ""  # REMOTE_ADDR: the peer (aws:SourceIp)
+    auth_mode: str = "anonymous"  # "anonymous" | "header" | "presigned"
+    signature_version: str = ""  # "AWS4-HMAC-SHA256" | "AWS" (SigV2) | "" (anonymous)
 
 
 def origin_of(req: S3Request) -> EventOrigin:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from bleepstore import errors
 from bleepstore.core.access import (
-    bucket_acl,
     bucket_for,
     bucket_owner,
+    may_list,
     object_acl,
     readable_object,
     require,
@@ -29,7 +29,6 @@ from bleepstore.metadata.commands import PutBucketVersioning
 from bleepstore.metadata.versions import NULL, is_version_id
 from bleepstore.model import Bucket, ObjectMeta, ObjectVersion, Principal
 from bleepstore.s3 import xml_render as render
-from bleepstore.s3.acl import allowed
 from bleepstore.s3.headers import http_date
 from bleepstore.s3.listing import build_page_from
 from bleepstore.s3.xml import parse_versioning
@@ -95,7 +94,7 @@ def version_of(svc: Services, principal: Principal, bucket: Bucket, key: str, ve
     """A named version that is not a delete marker (by id: 405 MethodNotAllowed)."""
     entry = svc.store.get_object_version(bucket.name, key, version)
     if entry is None:
-        if allowed(bucket_acl(bucket), principal, "READ"):
+        if may_list(svc, principal, bucket):
             raise errors.NoSuchVersion(Key=key, VersionId=version)
         raise errors.AccessDenied()
     if entry.delete_marker:

@@ -17,7 +17,8 @@ from bleepstore.events.outbox import OutboxRow
 from bleepstore.events.publisher import OutboxEvent
 
 _CREATED = {"PutObject": "ObjectCreated:Put", "CopyObject": "ObjectCreated:Copy",
-            "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload"}
+            "CompleteMultipartUpload": "ObjectCreated:CompleteMultipartUpload",
+            "PostObject": "ObjectCreated:Post"}
 
 
 def render(row: OutboxRow, event_format: str, region: str) -> OutboxEvent | None:

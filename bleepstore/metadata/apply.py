@@ -252,12 +252,21 @@ def _delete_version(conn: sqlite3.Connection, cmd: c.DeleteObjects, key: str,
     return (key, ref, version_id, 0, None)
 
 
+def _current_ref(conn: sqlite3.Connection, bucket: str, key: str) -> str:
+    row = conn.execute("SELECT data_ref FROM objects WHERE bucket = ? AND key = ?",
+                       (bucket, key)).fetchone()
+    return str(row[0]) if row else ""
+
+
 def delete_objects(conn: sqlite3.Connection, cmd: c.DeleteObjects) -> tuple[Removal, ...]:
     """Returns a ``Removal`` for every change actually made."""
     state = v.versioning_of(conn, cmd.bucket)
     removed: list[Removal] = []
     versions = cmd.version_ids or (None,) * len(cmd.keys)
-    for key, version_id in zip(cmd.keys, versions, strict=True):
+    expected = cmd.if_current or (None,) * len(cmd.keys)
+    for key, version_id, want in zip(cmd.keys, versions, expected, strict=True):
+        if want is not None and _current_ref(conn, cmd.bucket, key) != want:
+            continue
         if version_id is not None:
             change = _delete_version(conn, cmd, key, version_id)
         elif state is None:

@@ -125,6 +125,10 @@ class DeleteObjects:
     origin: EventOrigin | None = None  # the request, for its events
     version_ids: tuple[str | None, ...] = ()  # parallel to keys; empty: no versions
     now: str = ""  # the delete markers' Last-Modified
+    # parallel to keys; empty: none. The blob ref the key's current version must still have
+    # ("" : the key must have no current version), else the key is left alone: lifecycle
+    # decides from rows read earlier and must never remove a write that came after.
+    if_current: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)

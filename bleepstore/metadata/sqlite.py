@@ -471,3 +471,37 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             log.warning("checkpoint failed, the WAL is kept: %s", exc)
         self.reserve.top_up()
+
+    # --- lifecycle scans (core/lifecycle.py): index range scans, bounded by ``limit`` ------
+
+    def lifecycle_current(self, bucket: str, after: str, limit: int) -> list[ObjectVersion]:
+        """Current versions of the keys after ``after``, in key order, whole rows (tags)."""
+        rows = self.conn().execute(f"{CURRENT_SELECT} WHERE bucket = ? AND key > ? "
+                                   "ORDER BY key LIMIT ?", (bucket, after, limit))
+        return [ObjectVersion(object_from_row(r), False, True, int(r["vseq"])) for r in rows]
+
+    def lifecycle_history(self, bucket: str, after: str, limit: int,
+                          only_key: str | None = None) -> list[ObjectVersion]:
+        """``object_versions`` rows (older versions, delete markers) of the keys after
+        ``after`` in (key, newest first) order, or every row of ``only_key``. ``is_latest``
+        is not computed (False): the caller knows a key's whole history."""
+        from bleepstore.metadata.rows import VERSION_COLS  # NOTE: keeps the import block as is
+
+        where, args = ("v.key = ?", [only_key]) if only_key is not None else ("v.key > ?",
+                                                                             [after])
+        rows = self.conn().execute(
+            f"SELECT {cols(VERSION_COLS, 'v')} FROM object_versions v WHERE v.bucket = ? "
+            f"AND {where} ORDER BY v.key, v.vseq DESC LIMIT ?", [bucket, *args, limit])
+        return [ObjectVersion(object_from_row(r), bool(r["delete_marker"]), False,
+                              int(r["vseq"])) for r in rows]
+
+    def current_versions(self, bucket: str, keys: list[str]) -> dict[str, ObjectVersion]:
+        """The current rows of those of ``keys`` that have one (point lookups, 500 a query)."""
+        found: dict[str, ObjectVersion] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            for r in self.conn().execute(f"{CURRENT_SELECT} WHERE bucket = ? AND key IN "
+                                         f"({marks})", [bucket, *chunk]):
+                found[r["key"]] = ObjectVersion(object_from_row(r), False, True, int(r["vseq"]))
+        return found

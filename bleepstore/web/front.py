@@ -1,14 +1,17 @@
 """The S3 front: request ids, raw-URI addressing, authentication and routing, in the
-pipeline order of s3-api.md §3.1, as one Falcon middleware.
+pipeline order of s3-api.md §3.1, as one Falcon middleware; and CORS: preflights
+(``OPTIONS``) answered from the bucket's rules, ``Access-Control-*`` on actual responses.
 
 Invariants: every request gets its ids first, so every response (errors included)
 carries them; routing never falls through to another operation; Falcon's own routing
-only picks the resource *shape* (service/bucket/object) from a synthetic path.
+only picks the resource *shape* (service/bucket/object) from a synthetic path; a
+preflight is never authenticated and never reaches an operation.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ import falcon
 from bleepstore import errors
 from bleepstore.config import Config
 from bleepstore.model import Credential, Principal
-from bleepstore.s3 import sigv2
+from bleepstore.s3 import cors, sigv2
 from bleepstore.s3.headers import check_transfer_encoding
 from bleepstore.s3.names import validate_key
 from bleepstore.s3.router import (
@@ -43,16 +46,24 @@ from bleepstore.web.environ import (
     under_gunicorn,
 )
 
+log = logging.getLogger("bleepstore.s3")
+
 PRESIGN_PARAM = "X-Amz-Algorithm"
 SERVICE_SHAPE = {None: "/", "bucket": "/b", "object": "/b/k"}
 # The Access-Control-Request-Method values S3's preflight takes (case-sensitive).
 PREFLIGHT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 MSG_PREFLIGHT_NO_BUCKET = "CORSResponse: Bucket not found"
+MSG_PREFLIGHT_NOT_ALLOWED = (
+    "CORSResponse: This CORS request is not allowed. This is usually because the evalution "
+    "of Origin, request method / Access-Control-Request-Method or "
+    "Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")
+# (bucket, kind) -> the bucket's configuration document of that kind, or None
+BucketConfig = Callable[[str, str], str | None]
 
 
 def preflight_error(get: Callable[[str], str | None], service_root: bool) -> errors.S3Error:
-    """S3's answer to an ``OPTIONS`` (a CORS preflight) that no CORS rule allows, which is
-    every one here: BleepStore has no CORS configuration (``?cors`` is 501).
+    """S3's answer to an ``OPTIONS`` (a CORS preflight) on a bucket without a CORS
+    configuration (or before one is looked up).
 
     Without an ``Origin`` it is 400 BadRequest; with one, 400 for an unknown
     ``Access-Control-Request-Method``, else 403 AccessForbidden naming the method asked
@@ -75,11 +86,14 @@ def new_host_id() -> str:
 
 
 class S3Front:
-    """Falcon middleware; ``lookup`` resolves an access key to its credential."""
+    """Falcon middleware; ``lookup`` resolves an access key to its credential;
+    ``bucket_config`` reads a bucket's CORS rules (the store's ``get_bucket_config``)."""
 
-    def __init__(self, config: Config, lookup: Callable[[str], Credential | None]) -> None:
+    def __init__(self, config: Config, lookup: Callable[[str], Credential | None],
+                 bucket_config: BucketConfig | None = None) -> None:
         self.config = config
         self.lookup = lookup
+        self._bucket_config = bucket_config
         self._owner_placement = (config.metadata.engine == "raft"
                                  and config.cluster.data_placement == "owner")
 
@@ -90,6 +104,7 @@ class S3Front:
         ctx.token = request_id_var.set(ctx.request_id)
         ctx.op = None
         ctx.address = None
+        ctx.preflight = False
         ctx.principal = Principal()
         env = req.env
         env[READ_TIMEOUT_KEY] = float(self.config.server.body_read_timeout_s)
@@ -115,9 +130,10 @@ class S3Front:
             return
         if req.method == "OPTIONS":
             # NOTE: S3 answers a preflight before authentication and routing, so an
-            # OPTIONS on a presigned URL is a CORS refusal, not SignatureDoesNotMatch or 405
-            # (docs/decisions.md).
-            raise preflight_error(ctx.header, self._service_root(ctx, raw_path))
+            # OPTIONS on a presigned URL is a CORS answer, not SignatureDoesNotMatch or 405
+            # (docs/decisions.md). The bucket's rules are read in process_resource.
+            self._begin_preflight(req, ctx, raw_path)
+            return
         # NOTE: [S3] before anything reads a body: gunicorn removes only the chunked framing
         # and would hand over the rest (``gzip, chunked``) as is.
         check_transfer_encoding(ctx.header("transfer-encoding"))
@@ -138,6 +154,83 @@ class S3Front:
         if address.key is not None:
             validate_key(address.key)
         req.path = self._shape(address)
+
+    # --- CORS: preflights and the headers of actual requests (s3/cors.py) -----------------
+
+    def _begin_preflight(self, req: falcon.Request, ctx: Any, raw_path: str) -> None:
+        """Refuse what needs no rules (400s, the service root); else route the OPTIONS to
+        its resource shape, where ``process_resource`` answers it from the bucket's rules."""
+        root = self._service_root(ctx, raw_path)
+        err = preflight_error(ctx.header, root)
+        if root or ctx.address is None or not isinstance(err, errors.AccessForbidden):
+            raise err
+        ctx.preflight = True
+        req.path = self._shape(ctx.address)
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         params: dict[str, Any]) -> None:
+        if self._bucket_config is None:
+            # NOTE: app.py may construct the front without the reader; the S3 resource
+            # carries the services, so the first request routed to it supplies it.
+            store = getattr(getattr(resource, "services", None), "store", None)
+            if store is not None:
+                self._bucket_config = store.get_bucket_config
+        if req.context.preflight:
+            self._answer_preflight(req.context, resp)
+            resp.complete = True
+
+    def _rules(self, bucket: str | None) -> cors.Rules | None:
+        reader = self._bucket_config
+        if bucket is None or reader is None:
+            return None
+        document = reader(bucket, "cors")
+        return cors.from_json(document) if document is not None else None
+
+    def _answer_preflight(self, ctx: Any, resp: falcon.Response) -> None:
+        """200 with the matched rule's headers; 403 when the bucket has no rules or none
+        allows the origin, the method asked about and every header asked about."""
+        address: Address = ctx.address
+        rules = self._rules(address.bucket)
+        if rules is None:
+            raise preflight_error(ctx.header, False)
+        origin = ctx.header("origin") or ""
+        method = ctx.header("access-control-request-method") or "OPTIONS"
+        asked = cors.requested_headers(ctx.header("access-control-request-headers"))
+        found = cors.match(rules, origin, method, asked)
+        if found is None:
+            raise errors.AccessForbidden(
+                MSG_PREFLIGHT_NOT_ALLOWED, Method=method,
+                ResourceType="OBJECT" if address.key is not None else "BUCKET")
+        resp.status = falcon.HTTP_200
+        for name, value in cors.response_headers(found, origin, preflight=True, headers=asked):
+            resp.set_header(name, value)
+        resp.content_length = 0
+
+    def _cors_headers(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """An actual request from an allowed origin gets the rule's headers, on errors too
+        (as on S3): matched on the origin and the method (``Access-Control-Request-Method``
+        when the request carries one), never on its headers."""
+        ctx = req.context
+        header: Callable[[str], str | None] | None = getattr(ctx, "header", None)
+        address = getattr(ctx, "address", None)
+        if (header is None or req.method == "OPTIONS" or getattr(ctx, "service", True)
+                or address is None):
+            return
+        origin = header("origin")
+        if not origin:
+            return
+        try:
+            rules = self._rules(address.bucket)
+        except Exception:  # a header is never worth a failed response
+            log.warning("CORS rules of %s unreadable", address.bucket, exc_info=True)
+            return
+        if rules is None:
+            return
+        method = header("access-control-request-method") or req.method
+        found = cors.match(rules, origin, method)
+        if found is not None:
+            for name, value in cors.response_headers(found, origin, preflight=False):
+                resp.set_header(name, value)
 
     def _authenticate(self, sreq: SigningRequest, address: Address) -> AuthResult:
         """SigV4 (the default everywhere), or SigV2 for an ``AWS`` Authorization header or a
@@ -189,6 +282,7 @@ class S3Front:
     def process_response(self, req: falcon.Request, resp: falcon.Response,
                          resource: Any, req_succeeded: bool) -> None:
         ctx = req.context
+        self._cors_headers(req, resp)
         resp.set_header("x-amz-request-id", ctx.request_id)
         resp.set_header("x-amz-id-2", ctx.host_id)
         if not under_gunicorn(req.env):

@@ -85,19 +85,22 @@ OPERATIONS: dict[Op, Handler] = {
 }
 
 PAYLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART, Op.DELETE_OBJECTS,
-                         Op.COMPLETE_MULTIPART_UPLOAD})
+                         Op.COMPLETE_MULTIPART_UPLOAD, Op.POST_OBJECT})
 
 
 def _s3_request(req: falcon.Request) -> S3Request:
     ctx = req.context
     address = ctx.address
     payload = build_payload(req.env, ctx.header, ctx.auth, needs_body=ctx.op in PAYLOAD_OPS)
+    auth = ctx.auth
     return S3Request(
         op=ctx.op, method=req.method, bucket=address.bucket or "", key=address.key or "",
         query=ctx.query, header=ctx.header, header_items=header_items(req.env),
         principal=ctx.principal, payload=payload, request_id=ctx.request_id,
         host=ctx.header("host") or "", scheme=req.scheme, virtual_host=address.virtual_host,
-        raw_path=ctx.raw_path)
+        raw_path=ctx.raw_path, source_ip=req.env.get("REMOTE_ADDR") or "",
+        auth_mode=auth.mode, signature_version="" if auth.credential is None
+        else "AWS4-HMAC-SHA256" if auth.scope else "AWS")
 
 
 def write_response(req: falcon.Request, resp: falcon.Response, out: S3Response) -> None:
@@ -125,7 +128,11 @@ class S3Resource:
         self.services = services
 
     def _dispatch(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
-        out = OPERATIONS[req.context.op](self.services, _s3_request(req))
+        s3req = _s3_request(req)
+        # NOTE: the bucket policy and the public access block apply to every operation
+        # (core/access.py): a Deny is answered before the operation reads anything.
+        with policy.authorization(self.services, s3req):
+            out = OPERATIONS[req.context.op](self.services, s3req)
         write_response(req, resp, out)
 
     on_get = on_head = on_put = on_post = on_delete = _dispatch

@@ -157,3 +157,19 @@ def test_forged_put_is_answered_before_its_body(server: Server, s3: Any, bucket:
     assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
     s3.put_object(Bucket=bucket, Key="honest", Body=b"y" * 1024 * 1024)
     assert s3.head_object(Bucket=bucket, Key="honest")["ContentLength"] == 1024 * 1024
+
+
+def test_a_refused_large_body_ends_its_connection_and_says_so(server: Server, s3: Any,
+                                                              bucket: str) -> None:
+    """A 403 answered while more of the body is unread than the worker drains for keep-alive
+    carries ``Connection: close``: a proxy that pooled the connection (nginx) would
+    otherwise send the next PUT, which it cannot retry, into a closed socket (502)."""
+    body = b"z" * (1024 * 1024)
+    resp = send(server.endpoint, "PUT", f"/{bucket}/forged", body=body,
+                headers=_forged({}, "UNSIGNED-PAYLOAD"), sign=False)
+    assert resp.status == 403
+    if getattr(server, "via", None) != "nginx":
+        assert resp.headers.get("connection") == "close"
+    for i in range(12):  # more than the upstream pool holds: one would be the dead one
+        ok = send(server.endpoint, "PUT", f"/{bucket}/honest-{i}", body=b"y" * 1024)
+        assert ok.status == 200, (i, ok.status, ok.body[:200])

@@ -123,3 +123,15 @@ def test_events_carry_version_ids(tmp_path: Path) -> None:
                             "request_id": "r", "id": "e"}, 7, "us-east-1")
     assert record["eventName"] == "ObjectRemoved:DeleteMarkerCreated"
     assert record["s3"]["object"]["versionId"] == removal[0][4]
+
+
+def test_a_delete_conditioned_on_the_current_blob_spares_a_newer_write(tmp_path: Path) -> None:
+    """Lifecycle decides from rows read earlier: a write after that read must survive."""
+    s = store(tmp_path, versioning=None)
+    s.apply(put("k", "r1"))
+    s.apply(put("k", "r2"))  # the overwrite lands between the read and the delete
+    stale = DeleteObjects("b", ("k",), LATER, now=NOW, if_current=("r1",))
+    assert s.apply(stale) == ()
+    assert s.get_object("b", "k").data_ref == "r2"  # type: ignore[union-attr]
+    assert s.apply(DeleteObjects("b", ("k", "gone"), LATER, now=NOW,
+                                 if_current=("r2", ""))) == (("k", "r2", None, 0, None),)
