@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from bleepstore.metadata.rows import (
     upload_from_row,
 )
 from bleepstore.metadata.task_rows import mark_done
-from bleepstore.metadata.versions import CURRENT_SELECT, NULL, VERSION_SELECT
+from bleepstore.metadata.versions import CURRENT_SELECT, HISTORY_SELECT, NULL, VERSION_SELECT
 from bleepstore.model import (
     Bucket,
     CompletedUpload,
@@ -319,7 +320,8 @@ class SqliteStore:
                       limit: int) -> list[ObjectVersion]:
         """Versions and delete markers strictly after ``after`` = (key, -vseq) in the order
         (key ascending, newest first), keys starting with ``prefix``: two index range scans
-        (current rows, history) merged."""
+        (current rows, history) merged. An entry is the latest of its key when it comes first
+        for that key, unless the scan resumed inside that key's history."""
         lower, skip = (prefix, None) if after is None or after[0] < prefix else after
         bound = " AND key >= ?"
         args: list[Any] = [bucket, lower]
@@ -332,11 +334,19 @@ class SqliteStore:
         current = [ObjectVersion(object_from_row(r), False, True, int(r["vseq"]))
                    for r in conn.execute(f"{CURRENT_SELECT} WHERE bucket = ?{bound}"
                                          f"{upper_sql} ORDER BY key LIMIT ?", args)]
-        history = [_version_from_row(r) for r in conn.execute(
-            f"{VERSION_SELECT} WHERE v.bucket = ?{bound.replace('key', 'v.key')}"
-            f"{upper_sql.replace('key', 'v.key')} ORDER BY v.key, v.vseq DESC LIMIT ?", args)]
-        merged = sorted(current + history, key=lambda e: (e.key, -e.vseq))
-        return merged[:limit]
+        history = [ObjectVersion(object_from_row(r), bool(r["delete_marker"]), False,
+                                 int(r["vseq"]))
+                   for r in conn.execute(f"{HISTORY_SELECT} WHERE bucket = ?{bound}{upper_sql} "
+                                         "ORDER BY key, vseq DESC LIMIT ?", args)]
+        merged = sorted(current + history, key=lambda e: (e.key, -e.vseq))[:limit]
+        resumed_in = lower if skip is not None else None
+        out: list[ObjectVersion] = []
+        for entry in merged:
+            if (not entry.is_latest and entry.key != resumed_in
+                    and (not out or out[-1].key != entry.key)):
+                entry = replace(entry, is_latest=True)
+            out.append(entry)
+        return out
 
     def get_bucket_config(self, bucket: str, kind: str) -> str | None:
         """The bucket's configuration document of ``kind`` (policy, cors, ...), or None."""

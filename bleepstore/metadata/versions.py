@@ -143,3 +143,4 @@ VERSION_SELECT = (f"SELECT {cols(VERSION_COLS, 'v')}, "
                   "WHERE w.bucket = v.bucket AND w.key = v.key) AS is_latest "
                   "FROM object_versions v")
 CURRENT_SELECT = f"SELECT {cols(_CURRENT_COLS)} FROM objects"
+HISTORY_SELECT = f"SELECT {cols(VERSION_COLS)} FROM object_versions"
