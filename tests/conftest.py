@@ -68,6 +68,15 @@ def local_storage(server: Any) -> None:
         pytest.skip("inspects the local blob tree; the gateway suite covers the cloud side")
 
 
+@pytest.fixture
+def metadata_feature(server: Any) -> None:
+    """For modules whose feature lives in the metadata and the web layer only (policies,
+    CORS, tagging): the gateway kinds would run the same code again over another blob
+    store, so they are skipped there (the cluster kind still replicates the metadata)."""
+    if server.backend != "local":
+        pytest.skip("metadata-only feature: covered by the direct, nginx and cluster kinds")
+
+
 def _credentials(db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
         return list(conn.execute("SELECT access_key_id, secret_key FROM credentials"))

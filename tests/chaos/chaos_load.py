@@ -30,7 +30,6 @@ from typing import Any, TextIO
 
 import botocore.exceptions
 import urllib3.exceptions
-
 from support.clients import boto3_client
 
 MiB = 1024 * 1024

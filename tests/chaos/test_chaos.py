@@ -23,7 +23,6 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-
 from chaos_load import MiB, State, candidates, client_main, load_records, write_ops
 from support.clients import boto3_client
 from support.server import Server

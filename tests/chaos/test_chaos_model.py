@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from chaos_load import Op, State, candidates
 
 A: State = ("sha-a", '"a"')

@@ -30,6 +30,8 @@ from support.clients import AwsCli, boto3_client
 from support.server import Server
 from support.signed import RawResponse, send
 
+pytestmark = pytest.mark.usefixtures("metadata_feature")
+
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 PAB_ALL_OFF = {"BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False,
                "RestrictPublicBuckets": False}

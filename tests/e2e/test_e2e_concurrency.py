@@ -17,7 +17,6 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-
 from support.clients import boto3_client
 from support.server import Server
 

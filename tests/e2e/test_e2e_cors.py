@@ -15,6 +15,8 @@ from botocore.exceptions import ClientError
 from support.server import Server
 from support.signed import RawResponse, send
 
+pytestmark = pytest.mark.usefixtures("metadata_feature")
+
 APP = "https://app.example"
 PREFLIGHT_VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 NOT_ALLOWED = ("CORSResponse: This CORS request is not allowed. This is usually because the "

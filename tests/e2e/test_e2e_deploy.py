@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-
 from support.clients import boto3_client
-from support.nginx import Nginx
 from support.server import REPO, free_port, wait_port
 
 UNIT = REPO / "deploy" / "systemd" / "bleepstore.service"

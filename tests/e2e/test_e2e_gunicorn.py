@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import botocore.exceptions
-
 from support.clients import boto3_client
 from support.raw import send
 from support.server import Server

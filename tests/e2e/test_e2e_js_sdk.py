@@ -10,7 +10,6 @@ import subprocess
 from typing import Any
 
 import pytest
-
 from support.server import REPO
 
 JS = REPO / "tests" / "js"

@@ -3,18 +3,16 @@ real gunicorn (observability.md)."""
 
 from __future__ import annotations
 
-import time
-
 import json
 import re
+import time
 import urllib.request
 from typing import Any
 
-import pytest
 from openapi_spec_validator import validate
+from support.raw import send
 
 from bleepstore.s3.router import Op
-from support.raw import send
 
 
 def scrape(server: Any) -> str:

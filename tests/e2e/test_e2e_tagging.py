@@ -11,6 +11,8 @@ import botocore.exceptions
 import pytest
 from support.clients import AwsCli
 
+pytestmark = pytest.mark.usefixtures("metadata_feature")
+
 
 def tag_set(pairs: dict[str, str]) -> dict[str, Any]:
     return {"TagSet": [{"Key": k, "Value": v} for k, v in pairs.items()]}
