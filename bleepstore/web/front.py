@@ -90,7 +90,7 @@ class S3Front:
     ``bucket_config`` reads a bucket's CORS rules (the store's ``get_bucket_config``)."""
 
     def __init__(self, config: Config, lookup: Callable[[str], Credential | None],
-                 bucket_config: BucketConfig | None = None) -> None:
+                 bucket_config: BucketConfig) -> None:
         self.config = config
         self.lookup = lookup
         self._bucket_config = bucket_config
@@ -169,21 +169,14 @@ class S3Front:
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
-        if self._bucket_config is None:
-            # NOTE: app.py may construct the front without the reader; the S3 resource
-            # carries the services, so the first request routed to it supplies it.
-            store = getattr(getattr(resource, "services", None), "store", None)
-            if store is not None:
-                self._bucket_config = store.get_bucket_config
         if req.context.preflight:
             self._answer_preflight(req.context, resp)
             resp.complete = True
 
     def _rules(self, bucket: str | None) -> cors.Rules | None:
-        reader = self._bucket_config
-        if bucket is None or reader is None:
+        if bucket is None:
             return None
-        document = reader(bucket, "cors")
+        document = self._bucket_config(bucket, "cors")
         return cors.from_json(document) if document is not None else None
 
     def _answer_preflight(self, ctx: Any, resp: falcon.Response) -> None:

@@ -78,6 +78,11 @@ FINAL_ASSEMBLY = {"aws": b"<CompleteMultipartUpload", "azure": b"<BlockList>",
 DEADLINE_S = 20.0
 
 
+# Writes wait for their commit while a test holds SQLite's write lock; the polls under the
+# lock stay below the server's busy timeout, with room for a slow, shared CI machine.
+BUSY_TIMEOUT_MS = 40_000
+LOCK_HELD_S = 20.0
+
 def poll(what: str, ready: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
     """``ready()`` until truthy (returned) or the deadline (a failure naming ``what``)."""
     deadline = time.monotonic() + timeout
@@ -398,7 +403,8 @@ def make_gateway(request: pytest.FixtureRequest, tmp_path: Path
                     section[key] = value.replace(direct, via)
             env = {k: v.replace(direct, via) for k, v in env.items()}
         server = Server(tmp_path / f"gw{len(made)}", workers=2, threads=4, env=env,
-                        extra_config={"storage": storage})
+                        extra_config={"storage": storage, "metadata": {"sqlite": {
+                            "busy_timeout_ms": BUSY_TIMEOUT_MS}}})
         gw = Gateway(cloud, server, proxy)
         made.append(gw)
         gw.foreign = foreign_names()
@@ -442,7 +448,8 @@ def spooling(gw: Gateway, at_least: int) -> bool:
 @contextmanager
 def metadata_write_lock(gw: Gateway) -> Iterator[None]:
     """Hold SQLite's write lock: writes upload their blob to the cloud, then wait for
-    their commit. Held for less than the server's busy timeout (5 s), so none gives up."""
+    their commit. Held for less than the server's busy timeout (``BUSY_TIMEOUT_MS``, raised
+    for these servers so a loaded machine has time), so none gives up."""
     conn = sqlite3.connect(gw.server.db_path, isolation_level=None, timeout=10)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -538,7 +545,7 @@ def test_kill9_under_put_load(make_gateway: Callable[..., Gateway]) -> None:
         poll("20 more acknowledged PUTs", lambda: load.acks() >= 20)
         with metadata_write_lock(gw):
             poll("PUTs uploaded to the cloud, waiting for their commit",
-                 lambda: len(gw.unreferenced()) >= 3, timeout=4)
+                 lambda: len(gw.unreferenced()) >= 3, timeout=LOCK_HELD_S)
             gw.server.kill9()
     orphans = gw.unreferenced()
     counts = gw.restart()
@@ -612,7 +619,7 @@ def test_kill9_during_upload_part(make_gateway: Callable[..., Gateway]) -> None:
         pool.submit(attempt, s3.create_multipart_upload, Bucket=BUCKET, Key="mpu/unacked.bin")
         poll("3 parts (and, AWS, the Create's native upload) in the cloud, waiting for "
              "their commit",
-             lambda: reached() and created(), timeout=4)
+             lambda: reached() and created(), timeout=LOCK_HELD_S)
         gw.server.kill9()
     half.close()
     orphans = gw.unreferenced()
@@ -766,11 +773,11 @@ def test_kill9_during_complete(make_gateway: Callable[..., Gateway], when: str) 
             caller.start()
             if gw.native:  # built in place, at the ref the upload row names: no orphan
                 assembled = poll("the reserved ref built in the cloud, its commit waiting",
-                                 lambda: {reserved} & gw.refs(), timeout=4)
+                                 lambda: {reserved} & gw.refs(), timeout=LOCK_HELD_S)
             else:
                 assembled = poll("the assembled blob in the cloud, its commit waiting",
                                  lambda: {r for r in gw.unreferenced()
-                                          if OBJECT_REF.fullmatch(r)}, timeout=4)
+                                          if OBJECT_REF.fullmatch(r)}, timeout=LOCK_HELD_S)
             gw.server.kill9()
         seen = f"{len(assembled)} assembled blob"
         expected = "absent"
@@ -825,7 +832,7 @@ def test_complete_after_assembled_crash_with_another_list(
         caller.start()
         poll("the result of [1, 2, 3] built, its commit waiting",
              lambda: {reserved_ref(uid)} & gw.refs() if gw.native else
-             {r for r in gw.unreferenced() if OBJECT_REF.fullmatch(r)}, timeout=4)
+             {r for r in gw.unreferenced() if OBJECT_REF.fullmatch(r)}, timeout=LOCK_HELD_S)
         gw.server.kill9()
     caller.join(30)
     gw.restart()
