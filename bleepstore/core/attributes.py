@@ -76,6 +76,5 @@ def get_object_attributes(svc: Services, req: S3Request) -> S3Response:
         storage_class=obj.storage_class if "StorageClass" in wanted else None,
         size=obj.size if "ObjectSize" in wanted else None)
     resp = xml_response(body).header("Last-Modified", http_date(obj.last_modified))
-    for name, value in version_headers(bucket, obj, req.query.get("versionId")):
-        resp.header(name, value)
+    resp.headers.extend(version_headers(bucket, obj, req.query.get("versionId")))
     return resp

@@ -212,8 +212,7 @@ def get_object_acl(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
     obj = read_version(svc, req, bucket, req.key, "READ_ACP")
     resp = xml_response(render.access_control_policy(object_acl(obj, bucket)))
-    for name, value in version_headers(bucket, obj, req.query.get("versionId")):
-        resp.header(name, value)
+    resp.headers.extend(version_headers(bucket, obj, req.query.get("versionId")))
     return resp
 
 

@@ -28,8 +28,7 @@ def get_object_tagging(svc: Services, req: S3Request) -> S3Response:
     bucket = load_bucket(svc, req)
     obj = read_version(svc, req, bucket, req.key)
     resp = xml_response(render.tagging(obj.tags))
-    for name, value in version_headers(bucket, obj, req.query.get("versionId")):
-        resp.header(name, value)
+    resp.headers.extend(version_headers(bucket, obj, req.query.get("versionId")))
     return resp
 
 
@@ -39,8 +38,7 @@ def _set_object_tags(svc: Services, req: S3Request, tags: t.Tags, status: int) -
     obj = read_version(svc, req, bucket, req.key)  # NoSuchKey / NoSuchVersion / 405 first
     svc.store.apply(PutObjectTags(bucket.name, req.key, tags, version, origin=origin_of(req)))
     resp = empty(status)
-    for name, value in version_headers(bucket, obj, version):
-        resp.header(name, value)
+    resp.headers.extend(version_headers(bucket, obj, version))
     return resp
 
 
