@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import SyncObjConf, replicated
 
-from bleepstore.cluster import journal
+from bleepstore.cluster import journal, pysyncobj_fixes
 from bleepstore.cluster.applier import EXIT_UNTRUSTED, Applier
 from bleepstore.config import ClusterConfig
 
@@ -65,6 +67,10 @@ def build_conf(cfg: ClusterConfig, applier: Applier, **hooks: Any) -> SyncObjCon
         appendEntriesPeriod=cfg.heartbeat_interval_ms / 1000,
         leaderFallbackTimeout=5 * election,
         connectionTimeout=max(3.5, 3 * 2 * election),
+        # NOTE: pysyncobj waits 5 s by default before redialling a peer that refused: a
+        # member started before its peer then hears no leader for up to 5 s and, with no
+        # PreVote in pysyncobj, keeps calling elections that depose healthy leaders.
+        connectionRetryTime=election / 2,
         logCompactionMinEntries=cfg.snapshot_interval,
         logCompactionMinTime=cfg.snapshot_min_interval_s,
         password=cfg.secret or None,
@@ -72,14 +78,30 @@ def build_conf(cfg: ClusterConfig, applier: Applier, **hooks: Any) -> SyncObjCon
         **hooks)
 
 
-class MetadataStateMachine(SyncObj):  # type: ignore[misc]
+class MetadataStateMachine(pysyncobj_fixes.PysyncobjFixes):
     def __init__(self, addr: str, partners: list[str], conf: SyncObjConf,
                  applier: Applier) -> None:
         self._applier = applier  # before SyncObj starts ticking (it replays at once)
+        self._tick_calls: deque[Callable[[], None]] = deque()
         # NOTE: pysyncobj's tick thread logs and retries a failing journal forever (writes
         # would just time out): a journal that cannot write ends the member instead.
         journal.install(on_failure=lambda exc: _untrusted(exc))
         super().__init__(addr, partners, conf)
+        pysyncobj_fixes.check(self)
+
+    def call_on_tick(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on pysyncobj's tick thread (within one autoTickPeriod): its
+        state and transport are not thread-safe, and only some public calls queue."""
+        self._tick_calls.append(fn)
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
+        while self._tick_calls:
+            fn = self._tick_calls.popleft()
+            try:
+                fn()
+            except Exception:  # one caller's failure must not stop the tick
+                log.exception("a call on the raft tick thread failed")
+        super()._onTick(timeToWait)
 
     @replicated  # type: ignore[untyped-decorator]
     def apply(self, text: str) -> str:

@@ -33,6 +33,7 @@ REASONS = {FAIL_REASON.QUEUE_FULL: "queue_full", FAIL_REASON.MISSING_LEADER: "mi
            FAIL_REASON.UNKNOWN_OUTCOME: "unknown_outcome"}
 MEMBERSHIP_TIMEOUT_S = 10.0
 SNAPSHOT_TIMEOUT_S = 30.0
+TRANSFER_RETRY_S = 1.0  # > raftMaxTimeout: an election the target started has ended
 
 
 def _reason(exc: SyncObjException) -> str:
@@ -56,7 +57,7 @@ class Service:
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "apply": self._apply, "barrier": self._barrier, "status": self._status,
             "add_node": self._add_node, "remove_node": self._remove_node,
-            "snapshot": self._snapshot}
+            "snapshot": self._snapshot, "transfer_leader": self._transfer_leader}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = self._ops.get(str(request.get("op")))
@@ -139,7 +140,7 @@ class Service:
 
     # --- membership (§7.2) ----------------------------------------------------------------
 
-    def _wait_membership(self, start: Callable[[Callable[[Any, Any], None]], None]) -> str:
+    def _wait_callback(self, start: Callable[[Callable[[Any, Any], None]], None]) -> str:
         done = threading.Event()
         outcome: list[Any] = []
 
@@ -165,7 +166,7 @@ class Service:
             answer = self.propose(entry)
             if not answer.get("ok"):
                 return answer
-            outcome = self._wait_membership(
+            outcome = self._wait_callback(
                 lambda cb: self.node.addNodeToCluster(addr, callback=cb))
             if outcome != "ok":
                 return {"ok": False, "raft_error": outcome}
@@ -188,13 +189,57 @@ class Service:
                 return {"ok": False, "code": "conflict",
                         "message": "the node is the leader: transfer leadership first"}
             if addr in st["partners"]:
-                outcome = self._wait_membership(
+                outcome = self._wait_callback(
                     lambda cb: self.node.removeNodeFromCluster(addr, callback=cb))
                 if outcome != "ok":
                     return {"ok": False, "raft_error": outcome}
             return self.propose({"type": "RemoveNode", "node_id": node_id})
         finally:
             self._membership.release()
+
+    # --- leadership transfer -------------------------------------------------------------
+
+    def _transfer_leader(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Hand leadership to ``id`` (or the most caught-up follower): before removing
+        the leader (§7.2) or taking its machine down, without a failover's write gap.
+
+        pysyncobj keeps accepting writes while the target runs its election, so a write
+        that lands meanwhile makes this node's log longer than the target's and its vote
+        is refused; the hand-over is asked again (once an election could have ended)
+        until another node leads or the time is up."""
+        st = status(self.node)
+        me = st["self_addr"]
+        if st["state"] != "leader":
+            return {"ok": False, "code": "conflict", "message": "this node is not the leader "
+                    f"(the leader is {self.node_id_of(st['leader_addr']) or 'unknown'})"}
+        target: str | None = None
+        if request.get("id"):
+            found = [n["addr"] for n in self.nodes() if n["id"] == str(request["id"])]
+            if not found or (found[0] != me and found[0] not in st["partners"]):
+                return {"ok": False, "code": "not_found",
+                        "message": f"no member {request['id']}"}
+            if found[0] == me:
+                return {"ok": True, "leader_id": self.node_id, "previous_leader_id": self.node_id}
+            target = found[0]
+        deadline, asked = time.monotonic() + 2 * self.write_timeout_s, float("-inf")
+        while time.monotonic() < deadline:
+            st = status(self.node)
+            leader = st["leader_addr"]
+            if leader is not None and leader != me:
+                if target is not None and leader != target:
+                    return {"ok": False, "code": "conflict", "message": f"{self.node_id_of(leader)}"
+                            " took over instead (a write raced the hand-over): ask it"}
+                return {"ok": True, "leader_id": self.node_id_of(leader),
+                        "previous_leader_id": self.node_id}
+            if st["state"] == "leader" and time.monotonic() - asked > TRANSFER_RETRY_S:
+                outcome = self._wait_callback(lambda cb: self.node.call_on_tick(
+                    lambda: self.node.transferLeadership(target, callback=cb)))
+                if outcome == "ok":
+                    asked = time.monotonic()
+                elif outcome != "request_denied":  # denied: the target is not caught up yet
+                    return {"ok": False, "raft_error": outcome}
+            time.sleep(0.01)
+        return {"ok": False, "raft_error": "timeout"}
 
     # --- snapshots (§6) -------------------------------------------------------------------
 

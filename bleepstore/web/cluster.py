@@ -199,6 +199,23 @@ class ClusterNode(_Base):
         resp.status = falcon.HTTP_204
 
 
+class ClusterLeader(_Base):
+    """``POST /admin/cluster/leader`` ``{"id": "node-2"}`` (``id`` optional: the most
+    caught-up follower): hand leadership over; sent to the leader, answered once another
+    node leads."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.auth.check(req)
+        store = _cluster_store(self.svc)
+        body = json_body(req)
+        node_id = body.get("id")
+        if node_id is not None and (not isinstance(node_id, str) or not NODE_ID.match(node_id)):
+            raise AdminError(falcon.HTTP_400, "bad_request", "id: 1-64 of A-Z a-z 0-9 . _ -")
+        answer = _ask(store, {"op": "transfer_leader", "id": node_id}, timeout=30.0)
+        send(resp, falcon.HTTP_200, {"leader_id": answer["leader_id"],
+                                     "previous_leader_id": answer["previous_leader_id"]})
+
+
 class RaftSnapshot(_Base):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.auth.check(req)
@@ -241,5 +258,6 @@ def add_cluster_routes(app: falcon.App[Any, Any], svc: Services, auth: AdminAuth
     app.add_route("/admin/cluster/status", ClusterStatus(svc, auth))
     app.add_route("/admin/cluster/raft/stats", RaftStats(svc, auth))
     app.add_route("/admin/cluster/raft/snapshot", RaftSnapshot(svc, auth))
+    app.add_route("/admin/cluster/leader", ClusterLeader(svc, auth))
     app.add_route("/admin/cluster/nodes", ClusterNodes(svc, auth))
     app.add_route("/admin/cluster/nodes/{node_id}", ClusterNode(svc, auth))
