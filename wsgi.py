@@ -1,4 +1,5 @@
-"""Repository entry point: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+"""Repository entry point: ``gunicorn -c gunicorn.conf.py wsgi:app`` (from the checkout;
+installed, use ``bleepstore.wsgi:app``)."""
 
 from bleepstore.wsgi import app
 

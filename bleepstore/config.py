@@ -7,11 +7,18 @@ Invariants:
 - Environment overrides: BLEEPSTORE_HOST/PORT/WORKERS/LOG_LEVEL (product.md §4), and
   the generic form ``BLEEPSTORE_<SECTION>__<KEY>[__<SUBKEY>]`` (values parsed as YAML
   scalars), e.g. ``BLEEPSTORE_STORAGE__LOCAL__ROOT_DIR=/srv/objects``.
+- ``BLEEPSTORE_DATA_DIR`` moves every data path still at its built-in ``./data/...``
+  default under that directory; a path the file or environment sets wins.
+- Relative paths stay relative to the process's working directory (not the config
+  file's): what people print and log is ``absolute(path)``.
+- Serving a non-loopback address with the built-in ``auth.secret_key`` is a ConfigError
+  unless ``auth.allow_default_credentials``: every start path calls ``load()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
@@ -31,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # NOTE: loopback by default; another address needs a real secret
     port: int = 9010
     region: str = "us-east-1"
     virtual_host_domains: list[str] = field(default_factory=lambda: ["localhost"])
@@ -50,6 +57,8 @@ class ServerConfig:
     worker_connections: int = 1000
     max_object_size: int = 5497558138880
     max_buckets: int = 10000
+    # [BS] peers (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class AuthConfig:
     clock_skew_s: int = 900
     enforce_region: bool = False
     credential_cache_ttl_s: int = 60
+    # [BS] serving a non-loopback address with the built-in secret_key is refused unless true
+    allow_default_credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,6 +241,8 @@ class ObservabilityConfig:
     metrics: bool = True
     health_check: bool = True
     metrics_dir: str = "./data/prometheus"
+    # [BS] when set, /metrics wants "Authorization: Bearer <token>" (from any address)
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,14 @@ class LifecycleConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console at /console (web/console/)."""
+
+    enabled: bool = True
+    session_ttl_s: int = 43200  # a console login lasts this long (server-side and cookie)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -253,6 +274,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     source: str = field(default="(built-in defaults)", compare=False)
 
     @property
@@ -355,7 +377,36 @@ def _apply_env(data: dict[str, Any], environ: typing.Mapping[str, str]) -> None:
         _set_path(data, path, parsed)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost``; any other name or address is not."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def uses_default_secret(cfg: Config) -> bool:
+    return cfg.auth.secret_key == AuthConfig.secret_key
+
+
+def _validate_exposure(cfg: Config) -> None:
+    """The built-in secret is public: refuse to serve it beyond loopback unless told to."""
+    if is_loopback(cfg.server.host) or not uses_default_secret(cfg) \
+            or cfg.auth.allow_default_credentials:
+        return
+    raise ConfigError(
+        f"auth.secret_key: still the built-in default while server.host is "
+        f"{cfg.server.host!r}, not a loopback address: anyone could sign requests as "
+        f"{cfg.auth.access_key!r}. Set auth.secret_key (or BLEEPSTORE_AUTH__SECRET_KEY), "
+        "listen on 127.0.0.1, or accept the risk with auth.allow_default_credentials: true "
+        "(BLEEPSTORE_AUTH__ALLOW_DEFAULT_CREDENTIALS=true)")
+
+
 def _validate(cfg: Config) -> None:
+    _validate_exposure(cfg)
     if cfg.server.port < 1 or cfg.server.port > 65535:
         raise ConfigError(f"server.port: {cfg.server.port} is not a TCP port")
     if cfg.server.workers < 1:
@@ -449,6 +500,68 @@ def _validate_gateway(st: StorageConfig) -> None:
                           "end with '/' (e.g. 'bleepstore/')")
 
 
+DATA_DIR_ENV = "BLEEPSTORE_DATA_DIR"
+_DEFAULT_DATA = "./data/"
+# Every on-disk path with a ./data/... default: what BLEEPSTORE_DATA_DIR moves.
+DATA_PATHS: tuple[tuple[str, ...], ...] = (
+    ("metadata", "sqlite", "path"), ("storage", "local", "root_dir"), ("storage", "spool_dir"),
+    ("queue", "pending_dir"), ("observability", "metrics_dir"), ("cluster", "data_dir"))
+
+
+def _get(obj: Any, path: typing.Sequence[str]) -> Any:
+    for part in path:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _replace(obj: Any, path: typing.Sequence[str], value: Any) -> Any:
+    head, *rest = path
+    new = _replace(getattr(obj, head), rest, value) if rest else value
+    return dataclasses.replace(obj, **{head: new})
+
+
+def rebase_data_dir(cfg: Config, data_dir: str) -> Config:
+    """Each DATA_PATHS value still equal to its built-in ``./data/...`` default, moved
+    under ``data_dir`` (made absolute). Values set to anything else are kept."""
+    if not data_dir.strip():
+        raise ConfigError(f"{DATA_DIR_ENV}: must not be empty")
+    root = Path(os.path.abspath(os.path.expanduser(data_dir)))
+    defaults = Config()
+    for path in DATA_PATHS:
+        default = _get(defaults, path)
+        if _get(cfg, path) == default and default.startswith(_DEFAULT_DATA):
+            cfg = _replace(cfg, path, str(root / default[len(_DEFAULT_DATA):]))
+    return cfg
+
+
+def data_paths(cfg: Config) -> dict[str, str]:
+    """The on-disk paths this configuration uses, absolute, by dotted key."""
+    keys: list[tuple[str, ...]] = [DATA_PATHS[0]]
+    if cfg.storage.backend == "local":
+        keys.append(DATA_PATHS[1])
+    keys.append(DATA_PATHS[2])
+    if cfg.queue.enabled and cfg.queue.consistency != "write-through":
+        keys.append(DATA_PATHS[3])  # write tasks' payload files
+    keys.append(DATA_PATHS[4])
+    if cfg.metadata.engine == "raft":
+        keys.append(DATA_PATHS[5])
+    return {".".join(k): os.path.abspath(_get(cfg, k)) for k in keys}
+
+
+def describe_source(cfg: Config, environ: typing.Mapping[str, str] | None = None) -> str:
+    """"/etc/bleepstore.yaml + environment BLEEPSTORE_PORT" or "built-in defaults"."""
+    names = env_overrides(environ)
+    where = "built-in defaults" if cfg.source == "(built-in defaults)" else cfg.source
+    return where + (f" + environment {', '.join(names)}" if names else "")
+
+
+def env_overrides(environ: typing.Mapping[str, str] | None = None) -> list[str]:
+    """Names (never values: they may be secrets) of the variables ``load()`` applies."""
+    env = os.environ if environ is None else environ
+    return sorted(n for n in env if n in _SHORT_ENV or n == DATA_DIR_ENV
+                  or (n.startswith("BLEEPSTORE_") and "__" in n))
+
+
 def locate(environ: typing.Mapping[str, str] | None = None) -> Path | None:
     """Config file per product.md §4: $BLEEPSTORE_CONFIG, ./bleepstore.yaml, or none."""
     env = os.environ if environ is None else environ
@@ -479,6 +592,8 @@ def load(path: str | Path | None = None,
     _apply_env(data, env)
     cfg: Config = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, source=str(file) if file else "(built-in defaults)")
+    if env.get(DATA_DIR_ENV):
+        cfg = rebase_data_dir(cfg, env[DATA_DIR_ENV])
     _validate(cfg)
     return cfg
 

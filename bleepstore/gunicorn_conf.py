@@ -1,20 +1,37 @@
 """gunicorn settings derived from BleepStore's config, plus the lifecycle hooks
-(product.md §3). The repository's ``gunicorn.conf.py`` re-exports this module.
+(product.md §3): ``gunicorn -c python:bleepstore.gunicorn_conf bleepstore.wsgi:app``
+works from any directory (what ``bleepstore serve`` execs); the repository's
+``gunicorn.conf.py`` re-exports this module.
 
 Invariants: loading this module opens nothing (no socket, lock, thread or database
 connection); recovery runs once, in the master, in ``on_starting``, before any fork;
-``preload_app`` stays off so each worker builds its own app.
+``preload_app`` stays off so each worker builds its own app. The start line (config
+source, absolute data paths) is logged before recovery; a text banner is added only
+when stderr is a terminal. Ctrl-C, however often pressed, ends without a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import signal
 import sys
+import threading
 from typing import Any
 
 import gunicorn.http.wsgi
 
-from bleepstore.config import ConfigError, load
+from bleepstore import __version__
+from bleepstore.config import (
+    Config,
+    ConfigError,
+    data_paths,
+    describe_source,
+    env_overrides,
+    load,
+    uses_default_secret,
+)
 from bleepstore.logs import formatter_for
 
 try:
@@ -64,7 +81,15 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
 
 def on_starting(server: Any) -> None:
     """Master, once, before any worker exists and before binding: the data-dir lock,
-    then crash recovery."""
+    then crash recovery. Ctrl-C here (recovery may take a while) stops quietly."""
+    try:
+        _start(server)
+    except KeyboardInterrupt:  # gunicorn's own signal handling starts after this hook
+        print("bleepstore: interrupted while starting", file=sys.stderr)
+        sys.exit(130)
+
+
+def _start(server: Any) -> None:
     from bleepstore.datadir_lock import DataDirBusy, lock_data_dirs
     from bleepstore.errors import S3Error
     from bleepstore.logs import setup_logging
@@ -79,6 +104,7 @@ def on_starting(server: Any) -> None:
         print(f"bleepstore: {exc}", file=sys.stderr)
         sys.exit(3)
     setup_logging(_cfg)
+    _log_start(_cfg)
     try:
         run_recovery(_cfg)
     except S3Error as exc:  # e.g. an unusable bucket/container: one clear line, no start
@@ -97,6 +123,106 @@ def on_starting(server: Any) -> None:
     # inherit the loaded modules, halving worker boot time. Imports create no socket,
     # lock or thread; create_app() still runs in each worker after fork.
     import bleepstore.app  # noqa: F401
+
+
+def _log_start(cfg: Config) -> None:
+    """One line naming where the configuration came from and every absolute data path:
+    the answer to "which data is this server using?"."""
+    paths = data_paths(cfg)
+    summary = "; ".join(f"{k} {v}" for k, v in paths.items())
+    logging.getLogger("bleepstore.serve").info(
+        f"bleepstore {__version__} starting: config {describe_source(cfg)}; {summary}",
+        extra={"config": cfg.source, "env_overrides": env_overrides(), "data_paths": paths,
+               "endpoint": endpoint_url(cfg.server.host, cfg.server.port)})
+
+
+def endpoint_url(host: str, port: int) -> str:
+    """A URL a client on this machine can use (a wildcard address is shown as loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def banner(cfg: Config) -> str:
+    """The text a person starting the server in a terminal reads."""
+    url = endpoint_url(cfg.server.host, cfg.server.port)
+    paths = data_paths(cfg)
+    lines = [f"BleepStore {__version__} is ready", f"  S3 endpoint   {url}"]
+    if cfg.server.host in ("0.0.0.0", "::", ""):
+        lines[-1] += f"  (listening on every address: {cfg.server.host or '*'})"
+    if cfg.console.enabled:
+        lines.append(f"  web console   {url}/console/")
+    if cfg.server.admin_port is not None:
+        admin = endpoint_url(cfg.server.admin_host, cfg.server.admin_port)
+        lines.append(f"  admin API     {admin}")
+    common = os.path.commonpath(list(paths.values()))
+    if common != os.sep:
+        lines.append(f"  data dir      {common}")
+    lines += [f"    {key:<26}{path}" for key, path in paths.items()]
+    lines.append(f"  config        {describe_source(cfg)}")
+    if uses_default_secret(cfg):
+        lines.append(f"  WARNING: the default credentials are in use ({cfg.auth.access_key} / "
+                     f"{cfg.auth.secret_key}): set auth.secret_key before anyone else can "
+                     "reach this port")
+    return "\n".join(lines)
+
+
+def when_ready(server: Any) -> None:
+    """Master, listening: a banner for a person at a terminal (logs stay JSON lines)."""
+    if sys.stderr.isatty():
+        print(banner(_cfg), file=sys.stderr, flush=True)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, just forked: until gunicorn installs the worker's own handlers, a stop
+    signal would reach the master's inherited handler (a queue nobody reads here) and be
+    lost, leaving the master waiting graceful_timeout_s. Nothing is served yet: exit."""
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+    for sig in stops:
+        signal.signal(sig, _exit_booting)
+    pending = getattr(server, "SIG_QUEUE", None)  # caught since fork by that handler
+    try:
+        while pending is not None:
+            if pending.get_nowait() in stops:
+                os._exit(0)
+    except queue.Empty:
+        pass
+
+
+def _exit_booting(signum: int, frame: Any) -> None:
+    os._exit(0)
+
+
+# NOTE: after the first SIGINT/SIGQUIT gunicorn's worker calls sys.exit(0), whose atexit
+# joins request threads still busy with a client. A second Ctrl-C landed inside that join
+# and printed a traceback; a stalled client held the exit until the master's SIGKILL.
+_QUIT_GRACE_S = 2.0
+
+
+def worker_int(worker: Any) -> None:
+    """Worker, on SIGINT/SIGQUIT: later ones are ignored, and the exit waits at most
+    _QUIT_GRACE_S for busy threads (crash-only: cutting a request is always safe)."""
+    # NOTE: a no-op handler, not SIG_IGN: a signal already pending when the handler
+    # changes would otherwise be reported as "ignored due to race condition".
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGQUIT, _ignore)
+    timer = threading.Timer(_QUIT_GRACE_S, _exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
+def _exit_now() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
 
 
 def child_exit(server: Any, worker: Any) -> None:

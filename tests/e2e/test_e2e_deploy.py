@@ -44,8 +44,9 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # NOTE: verify checks that ExecStart's binary exists; point it at a stand-in path.
     fake_bin = tmp_path / "opt" / "bleepstore" / "bin"
     fake_bin.mkdir(parents=True)
-    (fake_bin / "bleepstore").write_text("#!/bin/sh\n")
-    (fake_bin / "bleepstore").chmod(0o755)
+    for name in ("bleepstore", "gunicorn"):
+        (fake_bin / name).write_text("#!/bin/sh\n")
+        (fake_bin / name).chmod(0o755)
     unit = tmp_path / "bleepstore.service"
     unit.write_text(UNIT.read_text().replace("/opt/bleepstore/bin/", f"{fake_bin}/"))
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,

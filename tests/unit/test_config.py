@@ -12,7 +12,7 @@ from bleepstore.config import ConfigError, load, redacted
 def test_no_file_gives_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = load(environ={})
-    assert cfg.server.port == 9010 and cfg.server.host == "0.0.0.0"
+    assert cfg.server.port == 9010 and cfg.server.host == "127.0.0.1"
     assert cfg.metadata.engine == "sqlite"
     assert cfg.metadata.sqlite.path == "./data/metadata.db"
     assert cfg.storage.backend == "local" and cfg.storage.local.root_dir == "./data/objects"
@@ -69,7 +69,8 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
 
 
 def test_redaction_hides_secrets() -> None:
-    cfg = load(environ={"BLEEPSTORE_SERVER__ADMIN_TOKEN": "tok", "BLEEPSTORE_SERVER__ADMIN_PORT": "9011"})
+    cfg = load(environ={"BLEEPSTORE_SERVER__ADMIN_TOKEN": "tok",
+                        "BLEEPSTORE_SERVER__ADMIN_PORT": "9011"})
     out = redacted(cfg)
     assert out["auth"]["secret_key"] == "**REDACTED**"
     assert out["server"]["admin_token"] == "**REDACTED**"
