@@ -84,6 +84,9 @@ def load_copy_source(svc: Services, req: S3Request) -> tuple[ObjectMeta, str | N
     bucket = svc.store.get_bucket(src.bucket)
     if bucket is None:
         raise errors.NoSuchBucket(BucketName=src.bucket)
+    expected = req.header("x-amz-source-expected-bucket-owner")
+    if expected is not None and expected != bucket.owner_id:  # [S3] as expected-bucket-owner
+        raise errors.AccessDenied()
     if src.version_id is None:
         obj = readable_object(svc, req.principal, bucket, src.key)
     else:

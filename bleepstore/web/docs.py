@@ -1,14 +1,20 @@
 """/openapi.json, /docs (Swagger UI from the swagger-ui-bundle package, no CDN) and
-/metrics on the S3 port (observability.md §1, §3, §4)."""
+/metrics on the S3 port (observability.md §1, §3, §4).
+
+Invariant: with ``observability.metrics_token`` set, /metrics answers only a request
+bearing it (``Authorization: Bearer <token>``, compared in constant time); else 401.
+"""
 
 from __future__ import annotations
 
+import hmac
 import mimetypes
 from pathlib import Path
 
 import falcon
 
 from bleepstore.web.metrics import Metrics
+from bleepstore.web.observe import METRICS_BEARER_KEY
 from bleepstore.web.openapi import OpenApiCache
 
 DOCS_HTML = """<!DOCTYPE html>
@@ -65,10 +71,28 @@ class DocsResource:
 
 
 class MetricsResource:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, token: str = "") -> None:
         self.metrics = metrics
+        self.token = token.encode("utf-8")
+
+    def _authorized(self, req: falcon.Request) -> bool:
+        if not self.token:
+            return True
+        # The front would take an Authorization header for an S3 signature: the Observed
+        # middleware set the bearer token aside (web/observe.py).
+        given = req.env.get(METRICS_BEARER_KEY)
+        if given is None:  # not behind Observed (an in-process app)
+            scheme, _, token = (req.get_header("Authorization") or "").strip().partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else ""
+        return hmac.compare_digest(str(given).encode("utf-8"), self.token)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self._authorized(req):
+            resp.status = falcon.HTTP_401
+            resp.set_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            resp.content_type = "text/plain; charset=utf-8"
+            resp.data = b"401 Unauthorized: /metrics needs Authorization: Bearer <token>\n"
+            return
         body, content_type = self.metrics.exposition(req.get_header("Accept"))
         resp.content_type = content_type
         resp.data = body

@@ -3,7 +3,8 @@
 
 Invariants: object bodies keep flowing through gunicorn's ``sendfile`` — the file wrapper
 is subclassed, never wrapped in a Python iterator; ``/metrics`` is never counted; query
-credentials are redacted and no header value is ever logged.
+credentials are redacted and no header value is ever logged (no cookie, no console CSRF
+token), nor any request body (a console login's secret).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from bleepstore.s3.router import is_console_path
+from bleepstore.web.client_ip import environ_client_ip, parse_trusted
+from bleepstore.web.environ import raw_target
 from bleepstore.web.metrics import Metrics
 
 access = logging.getLogger("bleepstore.access")
@@ -22,6 +26,7 @@ SERVICE_TEMPLATES = frozenset({"/health", "/healthz", "/readyz", "/docs", "/open
 _REDACT = re.compile(r"((?:^|&)(?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&]*",
                      re.IGNORECASE)
 Finish = Callable[[int, bool], None]
+METRICS_BEARER_KEY = "bleepstore.metrics_bearer"
 
 
 class CountingInput:
@@ -101,6 +106,8 @@ def path_template(environ: dict[str, Any], ctx: Any) -> str:
         raw = getattr(ctx, "raw_path", "")
         if raw.startswith("/docs"):
             return "/docs"
+        if is_console_path(raw):
+            return "/console"
         return raw if raw in SERVICE_TEMPLATES else "other"
     address = getattr(ctx, "address", None)
     if address is None or address.bucket is None:
@@ -111,14 +118,19 @@ def path_template(environ: dict[str, Any], ctx: Any) -> str:
 class Observed:
     """WSGI middleware around the Falcon app."""
 
-    def __init__(self, app: Any, metrics: Metrics | None, access_log: bool) -> None:
+    def __init__(self, app: Any, metrics: Metrics | None, access_log: bool,
+                 trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        self.trusted = parse_trusted(trusted_proxies)
         self._wrappers: dict[type, type] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") == "/metrics" or not (self.metrics or self.access_log):
+        if environ.get("PATH_INFO") == "/metrics":
+            set_aside_metrics_bearer(environ)
+            return self.app(environ, start_response)
+        if not (self.metrics or self.access_log):
             return self.app(environ, start_response)
         start = time.monotonic()
         counting = CountingInput(environ["wsgi.input"])
@@ -163,9 +175,8 @@ class Observed:
             self._log(environ, ctx, status, duration, bytes_in, bytes_out, aborted, operation,
                       error_code)
 
-    @staticmethod
-    def _log(environ: dict[str, Any], ctx: Any, status: int, duration: float, bytes_in: int,
-             bytes_out: int, aborted: bool, operation: str | None,
+    def _log(self, environ: dict[str, Any], ctx: Any, status: int, duration: float,
+             bytes_in: int, bytes_out: int, aborted: bool, operation: str | None,
              error_code: str | None) -> None:
         address = getattr(ctx, "address", None)
         principal = getattr(ctx, "principal", None)
@@ -175,7 +186,8 @@ class Observed:
             "query": _REDACT.sub(r"\1REDACTED", getattr(ctx, "raw_query", "")),
             "status": status, "duration_ms": round(duration * 1000, 3),
             "bytes_in": bytes_in, "bytes_out": bytes_out,
-            "remote_addr": environ.get("REMOTE_ADDR"),
+            "remote_addr": environ_client_ip(environ, self.trusted),
+            "peer_addr": environ.get("REMOTE_ADDR"),
             "user_agent": environ.get("HTTP_USER_AGENT"), "operation": operation,
             "bucket": getattr(address, "bucket", None), "key": getattr(address, "key", None),
             "access_key": (principal.access_key or "anonymous") if principal else "anonymous",
@@ -185,3 +197,20 @@ class Observed:
         if status >= 400 and error_code:
             fields["error_code"] = error_code
         access.info("%s %s %s", fields["method"], fields["path"], status, extra=fields)
+
+
+def set_aside_metrics_bearer(environ: dict[str, Any]) -> None:
+    """``GET /metrics`` with ``Authorization: Bearer ...``: move the token out of the
+    headers, for ``MetricsResource`` (observability.metrics_token).
+
+    NOTE: the front takes any ``Authorization`` for an S3 signature (a bucket may be called
+    ``metrics``), which would make the scrape an S3 request; S3 never uses ``Bearer``, so
+    on this one path it is the scraper's token, whatever else the request is.
+    """
+    value = environ.get("HTTP_AUTHORIZATION")
+    if not isinstance(value, str):
+        return
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() == "bearer" and raw_target(environ).partition("?")[0] == "/metrics":
+        environ[METRICS_BEARER_KEY] = token.strip()
+        del environ["HTTP_AUTHORIZATION"]

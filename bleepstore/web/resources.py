@@ -2,7 +2,11 @@
 ``S3Request``, call the core operation the router picked, and write the ``S3Response``.
 
 Invariants: resources never decide which operation runs (the pure router did); object
-bodies reach gunicorn as a real file with a Content-Length, so it can ``sendfile``.
+bodies reach gunicorn as a real file with a Content-Length, so it can ``sendfile``; a
+request carrying a header BleepStore does not implement is refused (501) before its
+operation starts, so before any body byte is read or anything changes; ``source_ip`` is
+the client behind ``server.trusted_proxies`` (web/client_ip.py), never a header a client
+could set on its own.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from bleepstore.core import (
 )
 from bleepstore.core.request import S3Request, S3Response
 from bleepstore.core.services import Services
-from bleepstore.s3.router import Op
+from bleepstore.s3.router import Op, refuse_unimplemented_headers
+from bleepstore.web.client_ip import Network, environ_client_ip, parse_trusted
 from bleepstore.web.environ import header_items
 from bleepstore.web.payload import build_payload
 
@@ -88,17 +93,18 @@ PAYLOAD_OPS = frozenset({Op.PUT_OBJECT, Op.UPLOAD_PART, Op.DELETE_OBJECTS,
                          Op.COMPLETE_MULTIPART_UPLOAD, Op.POST_OBJECT})
 
 
-def _s3_request(req: falcon.Request) -> S3Request:
+def _s3_request(req: falcon.Request, trusted: tuple[Network, ...],
+                items: list[tuple[str, str]]) -> S3Request:
     ctx = req.context
     address = ctx.address
     payload = build_payload(req.env, ctx.header, ctx.auth, needs_body=ctx.op in PAYLOAD_OPS)
     auth = ctx.auth
     return S3Request(
         op=ctx.op, method=req.method, bucket=address.bucket or "", key=address.key or "",
-        query=ctx.query, header=ctx.header, header_items=header_items(req.env),
+        query=ctx.query, header=ctx.header, header_items=items,
         principal=ctx.principal, payload=payload, request_id=ctx.request_id,
         host=ctx.header("host") or "", scheme=req.scheme, virtual_host=address.virtual_host,
-        raw_path=ctx.raw_path, source_ip=req.env.get("REMOTE_ADDR") or "",
+        raw_path=ctx.raw_path, source_ip=environ_client_ip(req.env, trusted),
         auth_mode=auth.mode, signature_version="" if auth.credential is None
         else "AWS4-HMAC-SHA256" if auth.scope else "AWS")
 
@@ -126,9 +132,14 @@ class S3Resource:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.trusted = parse_trusted(services.config.server.trusted_proxies)
 
     def _dispatch(self, req: falcon.Request, resp: falcon.Response, **_: str) -> None:
-        s3req = _s3_request(req)
+        # NOTE: after authentication (the front), before the payload, the policy and the
+        # operation: a feature BleepStore lacks is refused, never silently ignored.
+        items = header_items(req.env)
+        refuse_unimplemented_headers(req.context.op, items)
+        s3req = _s3_request(req, self.trusted, items)
         # NOTE: the bucket policy and the public access block apply to every operation
         # (core/access.py): a Deny is answered before the operation reads anything.
         with policy.authorization(self.services, s3req):

@@ -216,6 +216,7 @@ def test_invalid_storage_class(server: Server, s3: Any, bucket: str) -> None:
 
 @pytest.mark.parametrize("headers,named", [
     ({"If-None-Match": '"abc"'}, "If-None-Match"),
+    ({"x-amz-server-side-encryption": "AES256"}, "x-amz-server-side-encryption"),
     ({"x-amz-server-side-encryption": "aws:kms"}, "x-amz-server-side-encryption"),
     ({"x-amz-server-side-encryption": "aws:kms:dsse"}, "x-amz-server-side-encryption"),
     ({"x-amz-server-side-encryption-customer-algorithm": "AES256"},
@@ -230,8 +231,10 @@ def test_unsupported_headers_are_not_implemented(server: Server, s3: Any, bucket
 
 
 def test_accepted_no_op_headers(server: Server, s3: Any, bucket: str) -> None:
-    resp = put(server, bucket, headers={"x-amz-server-side-encryption": "AES256",
-                                  "x-amz-request-payer": "requester", "x-amz-tagging": "a=b"})
+    """[S3] requester-pays is accepted on a bucket that is not (issue 16: SSE AES256 is
+    refused now, tests/e2e/test_e2e_not_implemented.py)."""
+    resp = put(server, bucket, headers={"x-amz-request-payer": "requester",
+                                        "x-amz-tagging": "a=b"})
     assert resp.status == 200, resp.body
     assert "x-amz-server-side-encryption" not in resp.headers
 
