@@ -98,8 +98,9 @@ def main() -> None:
         store.conn().execute("ANALYZE")
         middle = key_for(args.keys // 2, max(1, args.keys // DIRS))
         for name in ("plain", BUCKET):
-            results[name] = {case: timed(lambda: list_page(store, name, delimiter=delimiter,
-                                                           after=after), args.repeats)
+            results[name] = {case: timed(lambda n=name, d=delimiter, a=after:
+                                         list_page(store, n, delimiter=d, after=a),
+                                         args.repeats)
                              for case, delimiter, after in (("first", None, None),
                                                             ("middle", None, middle),
                                                             ("delimiter", "/", None))}
