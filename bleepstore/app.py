@@ -20,6 +20,7 @@ from bleepstore.metadata.replicated import ReplicatedStore
 from bleepstore.runtime import build_services, start_background, start_events
 from bleepstore.storage.owner import INTERNAL_PATH, OwnerPlacement
 from bleepstore.web.admin import add_admin_routes
+from bleepstore.web.console import ConsoleHeaders, add_console_routes, session_validator
 from bleepstore.web.docs import DocsResource, MetricsResource, OpenApiResource
 from bleepstore.web.errors import handle_http_error, handle_s3_error, handle_unexpected
 from bleepstore.web.front import S3Front
@@ -47,7 +48,7 @@ def _queue_status(svc: Services) -> Callable[[], dict[str, Any]] | None:
 
 
 def _add_service_routes(app: falcon.App[Any, Any], svc: Services, metrics: Metrics | None,
-                        queue: Callable[[], dict[str, Any]] | None) -> None:
+                        queue: Callable[[], dict[str, Any]] | None) -> Health:
     obs = svc.config.observability
     health = Health(svc)
     if queue is not None:
@@ -66,7 +67,8 @@ def _add_service_routes(app: falcon.App[Any, Any], svc: Services, metrics: Metri
     app.add_route("/docs/static/{name}", docs, suffix="static")
     app.add_route("/openapi.json", OpenApiResource())
     if metrics is not None:
-        app.add_route("/metrics", MetricsResource(metrics))
+        app.add_route("/metrics", MetricsResource(metrics, token=obs.metrics_token))
+    return health
 
 
 def create_app(config: Config | None = None, *, services: Services | None = None,
@@ -77,8 +79,12 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     svc = services or build_services(cfg)
     lookup = CredentialCache(svc.store.get_credential, svc.store.credential_generation,
                              cfg.auth.credential_cache_ttl_s)
+    console = session_validator(svc, lookup) if cfg.console.enabled else None
     # NOTE: media_type=None: S3 sends Content-Type only when there is a body.
-    middleware: list[Any] = [S3Front(cfg, lookup, bucket_config=svc.store.get_bucket_config)]
+    middleware: list[Any] = [S3Front(cfg, lookup, bucket_config=svc.store.get_bucket_config,
+                                     console_sessions=console)]
+    if console is not None:
+        middleware.append(ConsoleHeaders())
     if isinstance(svc.store, ReplicatedStore):
         from bleepstore.web.cluster import ClusterFront
 
@@ -100,7 +106,9 @@ def create_app(config: Config | None = None, *, services: Services | None = None
 
         metrics.add_collector(RaftCollector(svc.store))
     queue = _queue_status(svc)
-    _add_service_routes(app, svc, metrics, queue)
+    health = _add_service_routes(app, svc, metrics, queue)
+    if console is not None:
+        add_console_routes(app, svc, console, health=health, metrics=metrics, queue=queue)
     if isinstance(svc.storage, OwnerPlacement):
         from bleepstore.web.cluster import InternalBlob
 
@@ -111,4 +119,5 @@ def create_app(config: Config | None = None, *, services: Services | None = None
         start_background(svc)
         if cfg.queue.enabled:
             start_events(svc)
-    return Observed(app, metrics, cfg.logging.access_log)
+    return Observed(app, metrics, cfg.logging.access_log,
+                    trusted_proxies=cfg.server.trusted_proxies)

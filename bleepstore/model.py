@@ -69,6 +69,17 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class ConsoleSession:
+    """A web console login (web/console/): only the SHA-256 hex of the cookie's token."""
+
+    token_hash: str
+    access_key: str
+    csrf_token: str
+    created_at: str
+    expires_at: str
+
+
+@dataclass(frozen=True)
 class Bucket:
     name: str
     region: str

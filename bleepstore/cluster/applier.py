@@ -39,7 +39,7 @@ REPLICATED_TABLES = ("buckets", "bucket_configs", "objects", "object_versions",
                      "version_clock",
                      "multipart_uploads", "multipart_parts", "blob_parts", "credentials",
                      "credential_generation", "completed_uploads", "stats", "raft_applied",
-                     "cluster_nodes")
+                     "cluster_nodes", "console_sessions")
 BUSINESS_ERRORS = (errors.S3Error, c.UserOwnsBuckets, c.InvalidReassignTarget,
                    sqlite3.IntegrityError)
 SNAPSHOT_KEY = "raft_snapshot"  # node_meta: the last snapshot taken or installed here

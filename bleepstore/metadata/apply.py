@@ -4,7 +4,8 @@ Invariants: every handler runs inside the caller's ``BEGIN IMMEDIATE`` transacti
 and either completes or raises (rolling everything back). A handler that drops the
 last reference to a blob records a GC intent in the same transaction; ``stats`` is
 kept in step with every change so nothing ever needs ``COUNT(*)``; every credential change
-bumps ``credential_generation`` (what the per-worker credential caches watch).
+bumps ``credential_generation`` (what the per-worker credential caches watch), and one
+that disables or removes a user (or changes their secret) ends their console sessions.
 """
 
 from __future__ import annotations
@@ -82,7 +83,15 @@ _CREDENTIAL_CHANGED = (
     "COALESCE(excluded.description, credentials.description) IS NOT credentials.description")
 
 
+def _end_console_sessions(conn: sqlite3.Connection, access_key: str) -> None:
+    conn.execute("DELETE FROM console_sessions WHERE access_key = ?", (access_key,))
+
+
 def put_credential(conn: sqlite3.Connection, cmd: c.PutCredential) -> None:
+    """Disabling a user or changing their secret also ends their console sessions."""
+    new = cmd.credential
+    old = conn.execute("SELECT secret_key FROM credentials WHERE access_key_id = ?",
+                       (new.access_key_id,)).fetchone()
     # NOTE: an unchanged credential writes nothing (``WHERE``): every start re-applies the
     # bootstrap credential, and on a full disk that must not need WAL space.
     cur = conn.execute(f"INSERT INTO credentials ({cols(CREDENTIAL_COLS)}) "
@@ -91,9 +100,11 @@ def put_credential(conn: sqlite3.Connection, cmd: c.PutCredential) -> None:
                        "owner_id = excluded.owner_id, display_name = excluded.display_name, "
                        "active = excluded.active, "
                        "description = COALESCE(excluded.description, credentials.description) "
-                       f"WHERE {_CREDENTIAL_CHANGED}", credential_values(cmd.credential))
+                       f"WHERE {_CREDENTIAL_CHANGED}", credential_values(new))
     if cur.rowcount > 0:
         _credentials_changed(conn)
+        if not new.active or (old is not None and old[0] != new.secret_key):
+            _end_console_sessions(conn, new.access_key_id)
 
 
 def delete_credential(conn: sqlite3.Connection, cmd: c.DeleteCredential) -> bool:
@@ -112,8 +123,32 @@ def delete_credential(conn: sqlite3.Connection, cmd: c.DeleteCredential) -> bool
     elif buckets:
         raise c.UserOwnsBuckets(cmd.access_key_id, buckets)
     conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (cmd.access_key_id,))
+    _end_console_sessions(conn, cmd.access_key_id)
     _credentials_changed(conn)
     return True
+
+
+def create_console_session(conn: sqlite3.Connection, cmd: c.CreateConsoleSession) -> bool:
+    # NOTE: the credential is checked here, in the transaction: a user disabled between the
+    # login's secret check and this insert must not get a session.
+    s = cmd.session
+    cur = conn.execute(
+        "INSERT INTO console_sessions (token_hash, access_key, csrf_token, created_at, "
+        "expires_at) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM credentials "
+        "WHERE access_key_id = ? AND active = 1)",
+        (s.token_hash, s.access_key, s.csrf_token, s.created_at, s.expires_at, s.access_key))
+    return cur.rowcount > 0
+
+
+def delete_console_session(conn: sqlite3.Connection, cmd: c.DeleteConsoleSession) -> bool:
+    cur = conn.execute("DELETE FROM console_sessions WHERE token_hash = ?", (cmd.token_hash,))
+    return cur.rowcount > 0
+
+
+def delete_expired_console_sessions(conn: sqlite3.Connection,
+                                    cmd: c.DeleteExpiredConsoleSessions) -> int:
+    cur = conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (cmd.now,))
+    return cur.rowcount
 
 
 def create_bucket(conn: sqlite3.Connection, cmd: c.CreateBucket) -> bool:
@@ -430,4 +465,7 @@ HANDLERS: dict[type, Callable[[sqlite3.Connection, Any], Any]] = {
     c.AddGcIntent: add_gc_intent,
     c.GcSwept: gc_swept,
     c.PutNodeMeta: put_node_meta,
+    c.CreateConsoleSession: create_console_session,
+    c.DeleteConsoleSession: delete_console_session,
+    c.DeleteExpiredConsoleSessions: delete_expired_console_sessions,
 }

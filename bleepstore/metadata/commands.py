@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bleepstore.model import Bucket, Credential, EventOrigin, ObjectMeta, Part, Upload
+from bleepstore.model import (
+    Bucket,
+    ConsoleSession,
+    Credential,
+    EventOrigin,
+    ObjectMeta,
+    Part,
+    Upload,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,28 @@ class UserOwnsBuckets(Exception):
 
 class InvalidReassignTarget(Exception):
     """``reassign_to`` is unknown, inactive, or the user being removed."""
+
+
+@dataclass(frozen=True)
+class CreateConsoleSession:
+    """A console login. Stored only while its access key is an active credential (checked
+    in the transaction): returns whether the session was created."""
+
+    session: ConsoleSession
+
+
+@dataclass(frozen=True)
+class DeleteConsoleSession:
+    """A console logout; returns whether the session existed."""
+
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class DeleteExpiredConsoleSessions:
+    """Drop the console sessions that expired at or before ``now``; returns how many."""
+
+    now: str
 
 
 @dataclass(frozen=True)
@@ -215,4 +245,5 @@ Command = (PutCredential | DeleteCredential | CreateBucket | DeleteBucket | PutB
            | PutBucketVersioning | PutBucketConfig | DeleteBucketConfig | PutObjectTags
            | PutObject | DeleteObjects | PutObjectAcl | CreateUpload | PutPart
            | CompleteUpload | AbortUpload | ReapExpiredUploads | PurgeCompletedUploads
-           | AddGcIntent | GcSwept | PutNodeMeta)
+           | AddGcIntent | GcSwept | PutNodeMeta | CreateConsoleSession | DeleteConsoleSession
+           | DeleteExpiredConsoleSessions)

@@ -266,7 +266,22 @@ ALTER TABLE object_versions ADD COLUMN tags TEXT;
 ALTER TABLE multipart_uploads ADD COLUMN tags TEXT
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9)
+# Web console logins (web/console/): one row per session, keyed by the SHA-256 hex of the
+# cookie's token (the token itself is never stored). A replicated table: a logout or a
+# disabled user ends the session on every node.
+V10 = """
+CREATE TABLE IF NOT EXISTS console_sessions (
+  token_hash TEXT PRIMARY KEY,
+  access_key TEXT NOT NULL,
+  csrf_token TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_console_sessions_expires ON console_sessions (expires_at);
+CREATE INDEX IF NOT EXISTS idx_console_sessions_key ON console_sessions (access_key)
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10)
 LATEST = len(MIGRATIONS)
 
 

@@ -54,6 +54,7 @@ from bleepstore.metadata.versions import CURRENT_SELECT, HISTORY_SELECT, NULL, V
 from bleepstore.model import (
     Bucket,
     CompletedUpload,
+    ConsoleSession,
     Credential,
     ObjectMeta,
     ObjectVersion,
@@ -72,7 +73,8 @@ BUSY_RETRIES = 3
 # and urgent). Anything else gets 503 on a full disk, so the reserve stays for them.
 USES_RESERVE: tuple[type, ...] = (
     c.DeleteObjects, c.DeleteBucket, c.AbortUpload, c.GcSwept, c.AddGcIntent,
-    c.ReapExpiredUploads, c.PurgeCompletedUploads, c.PutCredential, c.DeleteCredential)
+    c.ReapExpiredUploads, c.PurgeCompletedUploads, c.PutCredential, c.DeleteCredential,
+    c.DeleteConsoleSession, c.DeleteExpiredConsoleSessions)
 
 
 # An object, an older version, a part or an upload row points at the ref (four ``?``).
@@ -372,6 +374,12 @@ class SqliteStore:
         """Bumped by every credential change (the credential caches' staleness check)."""
         row = self._one("SELECT value FROM credential_generation WHERE id = 1", ())
         return int(row[0]) if row else 0
+
+    def get_console_session(self, token_hash: str) -> ConsoleSession | None:
+        """The console session whose token hashes to ``token_hash`` (expired or not)."""
+        row = self._one("SELECT token_hash, access_key, csrf_token, created_at, expires_at "
+                        "FROM console_sessions WHERE token_hash = ?", (token_hash,))
+        return ConsoleSession(*(str(v) for v in row)) if row else None
 
     def display_name_for(self, owner_id: str) -> str | None:
         row = self._one("SELECT display_name FROM credentials WHERE owner_id = ?", (owner_id,))

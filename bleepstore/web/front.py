@@ -5,7 +5,9 @@ pipeline order of s3-api.md §3.1, as one Falcon middleware; and CORS: preflight
 Invariants: every request gets its ids first, so every response (errors included)
 carries them; routing never falls through to another operation; Falcon's own routing
 only picks the resource *shape* (service/bucket/object) from a synthetic path; a
-preflight is never authenticated and never reaches an operation.
+preflight is never authenticated and never reaches an operation. With the console on, an
+unsigned request carrying the console's CSRF header is its session's user, or 403: never
+anonymous (web/console/session.py); without that header the cookie means nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +36,21 @@ from bleepstore.s3.router import (
     route,
     split_target,
 )
-from bleepstore.s3.sigv4 import AuthResult, SigningRequest, authenticate
+from bleepstore.s3.sigv4 import (
+    PRESIGN_MARKERS,
+    AuthResult,
+    SigningRequest,
+    authenticate,
+    check_content_sha256,
+)
 from bleepstore.storage.owner import INTERNAL_PATH
+from bleepstore.web.console.session import (
+    COOKIE_NAME,
+    CSRF_HEADER,
+    ActiveSession,
+    csrf_matches,
+    same_origin,
+)
 from bleepstore.web.context import request_id_var
 from bleepstore.web.environ import (
     READ_TIMEOUT_KEY,
@@ -59,6 +74,14 @@ MSG_PREFLIGHT_NOT_ALLOWED = (
     "Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")
 # (bucket, kind) -> the bucket's configuration document of that kind, or None
 BucketConfig = Callable[[str, str], str | None]
+# the values of the console's session cookie -> the valid session among them, or None
+ConsoleSessions = Callable[[list[str] | None], ActiveSession | None]
+# a presigned request (SigV4 or SigV2) is authenticated by its query, never by a cookie
+CONSOLE_SKIPS_QUERY = (*PRESIGN_MARKERS, "Signature", "AWSAccessKeyId")
+MSG_CONSOLE_SESSION = ("The console session is not valid (logged out, expired, or the "
+                       "x-bleepstore-csrf header or Origin does not match): log in again.")
+SIGNED_STREAMING = frozenset({"STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                              "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"})
 
 
 def preflight_error(get: Callable[[str], str | None], service_root: bool) -> errors.S3Error:
@@ -87,13 +110,16 @@ def new_host_id() -> str:
 
 class S3Front:
     """Falcon middleware; ``lookup`` resolves an access key to its credential;
-    ``bucket_config`` reads a bucket's CORS rules (the store's ``get_bucket_config``)."""
+    ``bucket_config`` reads a bucket's CORS rules (the store's ``get_bucket_config``);
+    ``console_sessions`` (None: no console) checks a console session cookie."""
 
     def __init__(self, config: Config, lookup: Callable[[str], Credential | None],
-                 bucket_config: BucketConfig) -> None:
+                 bucket_config: BucketConfig,
+                 console_sessions: ConsoleSessions | None = None) -> None:
         self.config = config
         self.lookup = lookup
         self._bucket_config = bucket_config
+        self._console = console_sessions
         self._owner_placement = (config.metadata.engine == "raft"
                                  and config.cluster.data_placement == "owner")
 
@@ -122,7 +148,8 @@ class S3Front:
             ctx.service = True  # node to node, with the cluster secret (web/cluster.py)
             req.path = raw_path
             return
-        ctx.service = (is_service_endpoint(raw_path) and ctx.header("authorization") is None
+        ctx.service = (is_service_endpoint(raw_path, console=self._console is not None)
+                       and ctx.header("authorization") is None
                        and PRESIGN_PARAM not in raw_query and not sigv2.query_signed(raw_query)
                        and not self._virtual(ctx.header))
         if ctx.service:
@@ -146,7 +173,7 @@ class S3Front:
         # (a non-ASCII x-amz-meta-* value is UTF-8 on the wire, latin-1 in the environ).
         ctx.sreq = SigningRequest(req.method, raw_path, raw_query,
                                   signing_header_getter(ctx.header), query, header_names(env))
-        ctx.auth = self._authenticate(ctx.sreq, address)
+        ctx.auth = self._console_auth(req, ctx) or self._authenticate(ctx.sreq, address)
         cred = ctx.auth.credential
         if cred is not None:
             ctx.principal = Principal(cred.owner_id, cred.display_name, cred.access_key_id)
@@ -224,6 +251,33 @@ class S3Front:
         if found is not None:
             for name, value in cors.response_headers(found, origin, preflight=False):
                 resp.set_header(name, value)
+
+    def _console_auth(self, req: falcon.Request, ctx: Any) -> AuthResult | None:
+        """The console's session as the credential of an unsigned request that carries the
+        CSRF header (None: not such a request, authenticate it as usual). The header must
+        match the session's token and an ``Origin`` must be the request's own: a page of
+        another site can neither read the token nor set the header without a preflight."""
+        csrf = ctx.header(CSRF_HEADER)
+        if (self._console is None or csrf is None or ctx.header("authorization") is not None
+                or any(p in ctx.query for p in CONSOLE_SKIPS_QUERY)):
+            return None
+        active = self._console(req.get_cookie_values(COOKIE_NAME))
+        if (active is None or not csrf_matches(csrf, active)
+                or not same_origin(ctx.header("origin"), req.scheme, ctx.header("host"))):
+            raise errors.AccessDenied(MSG_CONSOLE_SESSION)
+        declared = ctx.header("x-amz-content-sha256")
+        if declared is not None:
+            check_content_sha256(declared)
+            if declared in SIGNED_STREAMING:  # chunk signatures need a signing key
+                raise errors.InvalidArgument(
+                    "A console request cannot send a signed streaming payload.",
+                    ArgumentName="x-amz-content-sha256", ArgumentValue=declared)
+        # NOTE: seen by bucket policies as a SigV4 header request (s3:authtype REST-HEADER,
+        # s3:signatureversion AWS4-HMAC-SHA256, which follows from a scope): a policy that
+        # refuses SigV2 must not refuse the console. No signing key: nothing is verified
+        # with it (signed streaming is refused above).
+        scope = f"{datetime.now(UTC):%Y%m%d}/{self.config.server.region}/s3/aws4_request"
+        return AuthResult(active.credential, "header", declared, scope=scope)
 
     def _authenticate(self, sreq: SigningRequest, address: Address) -> AuthResult:
         """SigV4 (the default everywhere), or SigV2 for an ``AWS`` Authorization header or a

@@ -146,16 +146,19 @@ class Metrics:
         except Exception as exc:  # best effort (observability.md §3.1)
             log.debug("metric update failed: %s", exc)
 
-    def exposition(self, accept: str | None) -> tuple[bytes, str]:
-        """The negotiated exposition: all workers' files plus the stats gauges."""
-        if _multiprocess():
-            from prometheus_client import multiprocess
+    def scrape_registry(self) -> CollectorRegistry:
+        """What a scrape reads: all workers' files plus the scrape-time collectors."""
+        if not _multiprocess():
+            return self.registry
+        from prometheus_client import multiprocess
 
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            for collector in self._collectors:
-                registry.register(collector)
-        else:
-            registry = self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for collector in self._collectors:
+            registry.register(collector)
+        return registry
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The negotiated exposition of ``scrape_registry()``."""
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(registry), content_type
+        return encoder(self.scrape_registry()), content_type

@@ -65,17 +65,24 @@ class Health:
         checks = self.checks()
         return all(checks[c]["status"] == "ok" for c in self.readiness_checks)
 
+    def document(self) -> tuple[bool, dict[str, Any]]:
+        """(metadata and storage are ok, the /health document); also shown by the console."""
+        if not self.services.config.observability.health_check:
+            return True, {"status": "ok"}
+        checks = self.checks()
+        critical_ok = all(checks[c]["status"] == "ok" for c in ("metadata", "storage"))
+        all_ok = all(c["status"] == "ok" for c in checks.values())
+        status = "ok" if all_ok else ("degraded" if critical_ok else "unavailable")
+        return critical_ok, {"checks": checks, "status": status}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "application/json"
         if not self.services.config.observability.health_check:
             resp.data = b'{"status": "ok"}'
             return
-        checks = self.checks()
-        critical_ok = all(checks[c]["status"] == "ok" for c in ("metadata", "storage"))
-        all_ok = all(c["status"] == "ok" for c in checks.values())
-        status = "ok" if all_ok else ("degraded" if critical_ok else "unavailable")
+        critical_ok, doc = self.document()
         resp.status = falcon.HTTP_200 if critical_ok else falcon.HTTP_503
-        resp.data = json.dumps({"checks": checks, "status": status}, sort_keys=True).encode()
+        resp.data = json.dumps(doc, sort_keys=True).encode()
 
     on_head = on_get
 

@@ -26,6 +26,7 @@ from bleepstore.metadata.codec import (
 )
 from bleepstore.model import (
     Bucket,
+    ConsoleSession,
     ContentHeaders,
     Credential,
     EventOrigin,
@@ -99,6 +100,10 @@ COMMANDS: list[Any] = [
     c.GcSwept(("ab/cd/01", "upload:" + UPLOAD_ID), (("ef/01/02", LATER), ("12/34/56", NOW))),
     c.GcSwept((), ()),
     c.PutNodeMeta("missing_blobs", json.dumps({"count": 2, "refs": ["ab/cd/01", "ef/01/02"]})),
+    c.CreateConsoleSession(ConsoleSession("9f" * 32, "AKIAEXAMPLE", "csrf-Zm9v_YmFy", NOW,
+                                          LATER)),
+    c.DeleteConsoleSession("9f" * 32),
+    c.DeleteExpiredConsoleSessions(NOW),
 ]
 
 
