@@ -52,8 +52,8 @@ class Reply:
 class Client:
     """One keep-alive connection (served by one worker for its whole life)."""
 
-    def __init__(self, srv: Server) -> None:
-        self.netloc = srv.endpoint.removeprefix("http://")
+    def __init__(self, srv: Server, netloc: str | None = None) -> None:
+        self.netloc = netloc or srv.endpoint.removeprefix("http://")
         self.http = http.client.HTTPConnection(self.netloc, timeout=30)
 
     def call(self, method: str, target: str, *, session: Session | None = None,
@@ -186,3 +186,31 @@ def test_a_disabled_users_session_ends_on_every_worker(srv: Server, client: Clie
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_the_console_works_through_the_shipped_nginx_site(
+        srv: Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Behind nginx the Origin check and the presigned URL see the browser's host:port
+    (the site forwards ``$http_host``), and the cookie passes through."""
+    from support.nginx import Nginx
+
+    proxy = Nginx(tmp_path_factory.mktemp("console-nginx"), srv.port).start()
+    via = Client(srv, f"127.0.0.1:{proxy.port}")
+    try:
+        admin = via.login(ACCESS_KEY, SECRET_KEY)
+        assert via.call("PUT", "/via-nginx", session=admin).status == 200
+        assert via.call("PUT", "/via-nginx/k", session=admin, body=b"through").status == 200
+        assert via.call("GET", "/via-nginx/k", session=admin).body == b"through"
+        reply = via.call("POST", "/console/api/presign", session=admin,
+                         json_body={"bucket": "via-nginx", "key": "k"})
+        url = reply.json()["url"]
+        assert url.startswith(f"http://{via.netloc}/via-nginx/k?"), url
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.read() == b"through"
+        assert via.call("GET", "/via-nginx/k", session=admin,
+                        origin="http://evil.example").status == 403
+        assert via.call("DELETE", "/via-nginx/k", session=admin).status == 204
+        assert via.call("DELETE", "/via-nginx", session=admin).status == 204
+    finally:
+        via.close()
+        proxy.stop()
