@@ -309,6 +309,11 @@ NOT_IMPLEMENTED: Mapping[str, Unsupported] = MappingProxyType({
     "x-amz-object-lock-mode": _H,
     "x-amz-object-lock-retain-until-date": _H,
     "x-amz-object-lock-legal-hold": _H,
+    "x-amz-object-lock-event-hold": _H,
+    "x-amz-object-lock-event-hold-duration-days": _H,
+    "x-amz-object-lock-event-hold-duration-years": _H,
+    # Object annotations (metadata tables): none are kept.
+    "x-amz-object-annotation-directive": _H,
     "x-amz-bucket-object-lock-enabled": Unsupported("header", accepted=("false",)),
     "x-amz-mfa": _H,
     # Static website hosting: a redirect would never be served.
@@ -331,6 +336,7 @@ NOT_IMPLEMENTED: Mapping[str, Unsupported] = MappingProxyType({
     "x-amz-checksum-xxhash128": _H,
     # Sub-resources (s3-api.md §2.5).
     "abac": _S,
+    "annotation": _S,
     "accelerate": _S,
     "analytics": _S,
     "encryption": _S,
@@ -338,6 +344,7 @@ NOT_IMPLEMENTED: Mapping[str, Unsupported] = MappingProxyType({
     "inventory": _S,
     "legal-hold": _S,
     "logging": _S,
+    "metadataAnnotationTable": _S,
     "metadataConfiguration": _S,
     "metadataInventoryTable": _S,
     "metadataJournalTable": _S,
