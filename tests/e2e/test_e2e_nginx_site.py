@@ -9,7 +9,6 @@ is not the one the site (or ``trusted_proxies``) names."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import shutil
@@ -17,15 +16,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.clients import boto3_client
 from support.nginx import Nginx, adapt_site, nginx_conf
+from support.raw import Response, send
 from support.server import Server, free_port
-from support.signing import sigv4_headers
 
 TOKEN = "metrics-scrape-token-0123456789"
 OTHER = "127.0.0.2"  # a client address that is neither allowed nor trusted
@@ -46,36 +44,14 @@ server {
 """
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 def request(port: int, method: str, target: str, *, source: str = "127.0.0.1",
             headers: dict[str, str] | None = None, body: bytes = b"", sign: bool = False,
             forwarded: str | None = None) -> Response:
     """One request to 127.0.0.1:``port`` from the local address ``source``; ``forwarded``
     is an X-Forwarded-For header the client adds itself (unsigned: proxies rewrite it)."""
-    host = f"127.0.0.1:{port}"
-    hdrs = {"Host": host, **(headers or {})}
-    if sign:
-        hdrs = sigv4_headers(method, host, target, body, hdrs)
-    if forwarded is not None:
-        hdrs["X-Forwarded-For"] = forwarded
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-        for name, value in hdrs.items():
-            conn.putheader(name, value)
-        if body or method in ("PUT", "POST"):
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body or None)
-        resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
+    return send(f"http://127.0.0.1:{port}", method, target, headers=headers, body=body,
+                sign=sign, source=source,
+                unsigned=None if forwarded is None else {"X-Forwarded-For": forwarded})
 
 
 def debian_default_site(port: int, root: Path, *, default: bool = True) -> str:

@@ -20,13 +20,18 @@ class Response:
 
 def send(endpoint: str, method: str, path: str, *, host: str | None = None,
          sign: bool = True, body: bytes = b"", headers: dict[str, str] | None = None,
-         access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> Response:
-    """One request over a fresh connection; ``path`` is sent exactly as given."""
+         access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+         unsigned: dict[str, str] | None = None, source: str | None = None) -> Response:
+    """One request over a fresh connection; ``path`` is sent exactly as given.
+    ``unsigned``: headers added after signing (a proxy may rewrite them); ``source``:
+    the local address to connect from."""
     netloc = urllib.parse.urlsplit(endpoint).netloc
     hdrs = {"Host": host or netloc, **(headers or {})}
     if sign:
         hdrs = sigv4_headers(method, hdrs["Host"], path, body, hdrs, access_key, secret_key)
-    conn = http.client.HTTPConnection(netloc, timeout=60)
+    hdrs.update(unsigned or {})
+    conn = http.client.HTTPConnection(netloc, timeout=60,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         for name, value in hdrs.items():
