@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from support.access_log import access_records
 from support.server import ACCESS_KEY, SECRET_KEY, Server
 
 COOKIE = re.compile(r"^bleepstore_console=([A-Za-z0-9_-]{43}); HttpOnly; SameSite=Strict; "
@@ -97,21 +97,6 @@ def new_user(client: Client, admin: Session, name: str) -> tuple[str, str]:
     return reply.json()["access_key"], reply.json()["secret_key"]
 
 
-def access_log(srv: Server, request_ids: set[str]) -> dict[str, dict[str, Any]]:
-    """request id -> its access-log record (written when the response ends: may trail)."""
-    deadline = time.monotonic() + 15
-    while True:
-        found = {}
-        for line in srv.log_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("logger") == "bleepstore.access" and rec.get("request_id") in request_ids:
-                found[rec["request_id"]] = rec
-        if set(found) == request_ids or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
 
 
 def test_the_console_session_drives_s3_and_presigns(srv: Server, client: Client) -> None:
@@ -149,7 +134,7 @@ def test_the_console_session_drives_s3_and_presigns(srv: Server, client: Client)
 
     # NOTE: the log is written when each response ends; the last one may trail a moment.
     last = client.call("GET", "/console/api/session", session=admin)
-    access_log(srv, {last.headers["x-amz-request-id"]})
+    access_records(srv, {last.headers["x-amz-request-id"]})
     log = srv.log_text()
     for secret_text in (secret, SECRET_KEY, admin.token, erin.token, admin.csrf, erin.csrf):
         assert secret_text not in log
@@ -171,7 +156,7 @@ def test_a_disabled_users_session_ends_on_every_worker(srv: Server, client: Clie
                 assert reply.status == 200, reply.body
                 conn.call("GET", "/", session=fred)  # now a cache hit in that worker
                 ids.add(reply.headers["x-amz-request-id"])
-            pids |= {rec["pid"] for rec in access_log(srv, ids).values()}
+            pids |= {rec["pid"] for rec in access_records(srv, ids).values()}
             conns += batch
             if len(pids) >= 2:
                 break

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
+from support.access_log import access_records
 from support.clients import boto3_client
 from support.server import ACCESS_KEY, Server, free_port
 from support.signing import sigv4_headers
@@ -97,21 +97,8 @@ def close_connections() -> Iterator[None]:
 
 
 def worker_pids(srv: Server, request_ids: set[str]) -> dict[str, int]:
-    """request id -> pid of the worker that served it, from the JSON access log (written
-    when the response ends, so it may trail the response by a moment)."""
-    deadline = time.monotonic() + 15
-    while True:
-        found: dict[str, int] = {}
-        for line in srv.log_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("logger") == "bleepstore.access" and rec.get("request_id") in request_ids:
-                found[rec["request_id"]] = rec["pid"]
-        if set(found) == request_ids or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
+    """request id -> pid of the worker that served it, from the JSON access log."""
+    return {rid: rec["pid"] for rid, rec in access_records(srv, request_ids).items()}
 
 
 def warm_both_workers(srv: Server, key: str, secret: str) -> list[Pinned]:
