@@ -103,6 +103,14 @@ def drop_bucket(s3: Any, bucket: str) -> None:
         assert exc.response["Error"]["Code"] == "NoSuchBucket", exc
 
 
+def fresh_bucket(srv: Server, bucket: str) -> Any:
+    """An empty ``bucket`` (whatever an earlier run left is dropped) -> a boto3 client."""
+    s3 = boto3_client(srv.endpoint)
+    drop_bucket(s3, bucket)
+    s3.create_bucket(Bucket=bucket)
+    return s3
+
+
 def heading(drv: WebDriver, text: str) -> None:
     wait(drv, lambda d: any(h.text == text for h in d.find_elements(By.CSS_SELECTOR, "#view h1")),
          message=f"no view titled {text!r}")
@@ -368,10 +376,8 @@ def access_log(srv: Server, operation: str, key: str) -> list[dict[str, Any]]:
 
 def test_failed_part_resumes_and_cancel_aborts(
         srv: Server, drv: WebDriver, shots: Path, tmp_path: Path) -> None:
-    s3 = boto3_client(srv.endpoint)
     bucket = "console-retry"
-    drop_bucket(s3, bucket)
-    s3.create_bucket(Bucket=bucket)
+    s3 = fresh_bucket(srv, bucket)
     login(drv, srv)
     open_console(drv, srv, f"#/b/{bucket}/", bucket)
     data = os.urandom(BIG)
@@ -425,10 +431,8 @@ def test_failed_part_resumes_and_cancel_aborts(
 
 def test_listing_pages_search_folders_and_a_revoked_session(
         srv: Server, drv: WebDriver, shots: Path, tmp_path: Path) -> None:
-    s3 = boto3_client(srv.endpoint)
     bucket = "console-pages"
-    drop_bucket(s3, bucket)
-    s3.create_bucket(Bucket=bucket)
+    s3 = fresh_bucket(srv, bucket)
     for n in range(205):
         s3.put_object(Bucket=bucket, Key=f"many/key-{n:04d}", Body=b"x")
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
