@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from bleepstore.config import (
     redacted,
     uses_default_secret,
 )
-from bleepstore.credentials import new_access_key, new_secret
+from bleepstore.credentials import new_credential
 
 if TYPE_CHECKING:
     from bleepstore.metadata.sqlite import SqliteStore
@@ -192,8 +191,6 @@ def _user_remove(args: argparse.Namespace, bootstrap_key: str, store: SqliteStor
 
 def _user(args: argparse.Namespace) -> int:
     from bleepstore.metadata.commands import PutCredential
-    from bleepstore.model import Credential
-    from bleepstore.s3.acl import owner_id_for
 
     try:
         cfg, store = _store(args)
@@ -210,13 +207,11 @@ def _user(args: argparse.Namespace) -> int:
         return 0
     if args.user_cmd == "remove":
         return _user_remove(args, cfg.auth.access_key, store)
-    access_key = args.access_key or new_access_key()
-    secret = args.secret_key or new_secret()
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    store.apply(PutCredential(Credential(access_key, secret, owner_id_for(access_key),
-                                         args.display_name or access_key, True, now)))
-    print(f"access_key_id: {access_key}\nsecret_access_key: {secret}\n"
-          f"owner_id: {owner_id_for(access_key)}")
+    cred = new_credential(args.display_name, access_key=args.access_key,
+                          secret_key=args.secret_key)
+    store.apply(PutCredential(cred))
+    print(f"access_key_id: {cred.access_key_id}\nsecret_access_key: {cred.secret_key}\n"
+          f"owner_id: {cred.owner_id}")
     return 0
 
 

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 
 from bleepstore.model import Credential
+from bleepstore.s3.acl import owner_id_for
+from bleepstore.s3.headers import now_iso
 
 SECRET_ALPHABET = string.ascii_letters + string.digits + "/+"
 
@@ -29,6 +31,14 @@ def new_access_key() -> str:
 def new_secret() -> str:
     """40 characters of [A-Za-z0-9/+] from ``secrets`` (auth.md §9)."""
     return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(40))
+
+
+def new_credential(display_name: str | None = None, description: str | None = None, *,
+                   access_key: str | None = None, secret_key: str | None = None) -> Credential:
+    """A new active user: fresh keys unless given, named after its key unless named."""
+    key = access_key or new_access_key()
+    return Credential(key, secret_key or new_secret(), owner_id_for(key), display_name or key,
+                      True, now_iso(), description)
 
 
 class CredentialCache:

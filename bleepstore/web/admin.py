@@ -20,7 +20,7 @@ from bleepstore import __version__
 from bleepstore.config import redacted
 from bleepstore.core.reconcile import reconcile
 from bleepstore.core.services import Services
-from bleepstore.credentials import new_access_key, new_secret
+from bleepstore.credentials import new_credential
 from bleepstore.metadata.commands import (
     DeleteCredential,
     InvalidReassignTarget,
@@ -28,8 +28,6 @@ from bleepstore.metadata.commands import (
     UserOwnsBuckets,
 )
 from bleepstore.model import Credential
-from bleepstore.s3.acl import owner_id_for
-from bleepstore.s3.headers import now_iso
 
 STARTED = time.time()
 
@@ -104,9 +102,8 @@ class CredentialsCollection:
                                         or len(description) > 256):
             raise AdminError(falcon.HTTP_400, "bad_request",
                              "description must be a string of at most 256 characters.")
-        key = new_access_key()
-        cred = Credential(key, new_secret(), owner_id_for(key), str(body.get("display_name")
-                          or key), True, now_iso(), description)
+        name = body.get("display_name")
+        cred = new_credential(str(name) if name else None, description)
         self.svc.store.apply(PutCredential(cred))
         out = _public(cred)
         out["secret_access_key"] = cred.secret_key

@@ -15,11 +15,9 @@ from typing import Any
 import falcon
 
 from bleepstore.core.services import Services
-from bleepstore.credentials import new_access_key, new_secret
+from bleepstore.credentials import new_credential
 from bleepstore.metadata.commands import DeleteCredential, PutCredential, UserOwnsBuckets
 from bleepstore.model import Credential
-from bleepstore.s3.acl import owner_id_for
-from bleepstore.s3.headers import now_iso
 from bleepstore.web.console.api import is_utf8
 from bleepstore.web.console.guard import ConsoleGuard
 from bleepstore.web.console.responses import ConsoleError, bad_request, json_body, send_json
@@ -54,12 +52,10 @@ class Users:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.guard.admin(req, change=True)
-        key = new_access_key()
-        name = _display_name(json_body(req)) or key
-        cred = Credential(key, new_secret(), owner_id_for(key), name, True, now_iso())
+        cred = new_credential(_display_name(json_body(req)))
         self.svc.store.apply(PutCredential(cred))
-        send_json(resp, 201, {"access_key": key, "secret_key": cred.secret_key,
-                              "display_name": name})
+        send_json(resp, 201, {"access_key": cred.access_key_id, "secret_key": cred.secret_key,
+                              "display_name": cred.display_name})
 
 
 class UserItem:
