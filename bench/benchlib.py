@@ -165,7 +165,7 @@ def wrk(base_url: str, targets: list[str], method: str, body_size: int, conns: i
     urls.write_text("\n".join(targets) + "\n")
     env = {**os.environ, "BENCH_URLS": str(urls), "BENCH_METHOD": method,
            "BENCH_BODY": str(body_size), "BENCH_THREADS": str(threads)}
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
            "-s", str(WRK_SCRIPT), base_url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     urls.unlink()

@@ -153,3 +153,56 @@ def _stop(proc: subprocess.Popen[Any] | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# ---------------------------------------------------------------- s3rver
+
+S3RVER_VERSION = "3.7.1"
+
+
+def ensure_s3rver(prefix: Path) -> Path:
+    """``npm install s3rver@3.7.1`` into ``prefix`` (once); the path of its CLI."""
+    exe = prefix / "node_modules" / ".bin" / "s3rver"
+    if not exe.exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                        f"s3rver@{S3RVER_VERSION}"], check=True, capture_output=True,
+                       timeout=600)
+    return exe
+
+
+@dataclass
+class S3rver:
+    """s3rver (Node, files on disk, no fsync) with bucket ``bench`` configured at start;
+    it checks SigV4 with the fixed key pair S3RVER / S3RVER."""
+
+    root: Path
+    exe: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    start_s: float | None = None
+    access_key: str = "S3RVER"
+    secret_key: str = "S3RVER"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3rver:
+        data = self.root / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        # NOTE: s3rver 3.7 hashes with MD4-era OpenSSL calls Node 20 gates behind this.
+        env = {**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"}
+        log = open(self.root / "s3rver.log", "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(self.exe), "-d", str(data), "-a", "127.0.0.1", "-p", str(self.port), "-s",
+             "--no-vhost-buckets", "--configure-bucket", "bench"],
+            env=env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.start_s = first_200(self.port, "/", t0, self.proc, timeout=30)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None

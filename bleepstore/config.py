@@ -119,6 +119,9 @@ class AzureStorageConfig:
     use_managed_identity: bool = False
 
 
+MAX_INLINE_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     backend: Literal["local", "aws", "gcp", "azure"] = "local"
@@ -126,6 +129,8 @@ class StorageConfig:
     multipart_ttl_s: int = 604800
     completed_upload_retention_s: int = 86400
     gc_grace_s: int | None = None  # None = 0 for local, 900 for gateways
+    # Objects up to this size live in the metadata database (local backend, embedded mode).
+    inline_max_bytes: int = 65536
     maintenance_interval_s: int = 300
     reconcile_on_startup: bool = True
     local: LocalStorageConfig = field(default_factory=LocalStorageConfig)
@@ -138,6 +143,17 @@ class StorageConfig:
         if self.gc_grace_s is not None:
             return self.gc_grace_s
         return 0 if self.backend == "local" else 900
+
+
+def inline_limit(cfg: Config) -> int:
+    """Largest object kept inline; 0 where inlining is off: gateways keep every byte in
+    the cloud bucket, cluster mode keeps Raft entries small, and the sync / async write
+    modes stage through their pending files."""
+    st = cfg.storage
+    if st.backend != "local" or cfg.metadata.engine == "raft" or \
+            (cfg.queue.enabled and cfg.queue.consistency != "write-through"):
+        return 0
+    return st.inline_max_bytes
 
 
 @dataclass(frozen=True)
@@ -429,6 +445,8 @@ def _validate(cfg: Config) -> None:
     if cfg.metadata.engine == "raft":
         _validate_cluster(cfg)
     _validate_gateway(cfg.storage)
+    if not 0 <= cfg.storage.inline_max_bytes <= MAX_INLINE_BYTES:
+        raise ConfigError(f"storage.inline_max_bytes: must be 0 (off) to {MAX_INLINE_BYTES}")
     if cfg.queue.consumer_threads < 1 or cfg.queue.sync_timeout_ms < 1:
         raise ConfigError("queue.consumer_threads / queue.sync_timeout_ms: must be at least 1")
     if not 1 <= cfg.queue.outbox_batch_size <= 10000:

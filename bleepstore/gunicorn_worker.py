@@ -13,8 +13,16 @@ response instead of a reset. Bodies slower than the minimum rate are cut by
 S3 does: once the request is authorised), never by gunicorn before the app has run;
 ``Expect`` values other than ``100-continue`` are ignored, as S3 does (no 417).
 
+All workers poll one shared listening socket and the first to call ``accept`` wins, so a
+burst of new connections (a client opening its pool) tended to land on one worker: with
+16 keep-alive connections, 16 on one worker and none on the other halved GET throughput
+and doubled its CPU per request (GIL contention; docs/performance.md). A worker that
+already holds a connection for each of its threads therefore stops polling the listener
+for ``ACCEPT_YIELD_S`` after each accept, so an idler peer takes the next ones.
+
 Invariants: a pool thread only runs a request whose head is fully buffered; no main-loop
-step blocks; a connection counts in ``nr_conns`` from accept until it stops serving.
+step blocks; a connection counts in ``nr_conns`` from accept until it stops serving; a
+worker stops accepting for at most ``ACCEPT_YIELD_S`` at a time (it never starves).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ LINGER_S = 2.0
 LINGER_LIMIT = 1024 * 1024
 UNREAD_BODY_GRACE_S = 0.25  # a pool thread's drain of an unread body before keep-alive
 UNREAD_BODY_LIMIT = 256 * 1024
+ACCEPT_YIELD_S = 0.001
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -128,6 +137,8 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
                                         float(server.min_body_rate_window_s))
         self._heads: dict[TConn, float] = {}  # insertion order == deadline order
         self._lingering: dict[TConn, float] = {}
+        self._accept_after = 0.0  # monotonic: no accept before this (see ACCEPT_YIELD_S)
+        self._yields = self.cfg.workers > 1
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -158,6 +169,25 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
 
         self.wsgi = wsgi
 
+    # --- spreading new connections over the workers -------------------------------------
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and time.monotonic() < self._accept_after:
+            enabled = False  # yielding to a peer; the loop wakes when the pause ends
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        pause = self._accept_after - time.monotonic()
+        if pause > 0:
+            timeout = min(timeout, pause)
+        super().wait_for_and_dispatch_events(timeout)
+
+    def _accepted(self) -> None:
+        self.nr_conns += 1
+        if self._yields and self.nr_conns >= self.cfg.threads:
+            self._accept_after = time.monotonic() + ACCEPT_YIELD_S
+            self.set_accept_enabled(False)
+
     # --- request heads, read by the main loop ---------------------------------------------
 
     def accept(self, listener: socket.socket) -> None:
@@ -170,7 +200,7 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
-        self.nr_conns += 1
+        self._accepted()
         conn = TConn(self.cfg, sock, client, listener.getsockname())  # non-blocking
         self._await_head(conn, b"")
 

@@ -14,6 +14,13 @@ LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
 GROUP_URIS = (ALL_USERS, AUTHENTICATED_USERS, LOG_DELIVERY)
 PERMISSIONS = ("FULL_CONTROL", "READ", "WRITE", "READ_ACP", "WRITE_ACP")
 ANONYMOUS = "anonymous"
+# Refs of blobs kept in the metadata database itself (small objects, storage/inline.py):
+# "inline:" + 32 hex; like every ref, no user data.
+INLINE_REF_PREFIX = "inline:"
+
+
+def is_inline_ref(ref: str | None) -> bool:
+    return ref is not None and ref.startswith(INLINE_REF_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ class StagedBlob:
     size: int
     md5_hex: str
     backend_ref: str | None = None
+    inline: bytes | None = None  # an inline ref's bytes: the commit stores them
 
 
 @dataclass(frozen=True)

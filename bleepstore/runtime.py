@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bleepstore import errors
-from bleepstore.config import Config
+from bleepstore.config import Config, inline_limit
 from bleepstore.core import gc, lifecycle
+from bleepstore.core.inline_storage import InlineStorage
 from bleepstore.core.integrity import scan_missing_blobs
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import PurgeCompletedUploads, PutNodeMeta, ReapExpiredUploads
@@ -63,7 +64,10 @@ def build_services(cfg: Config) -> Services:
                                         on_drop=count_dropped)
         if isinstance(store, ReplicatedStore) and q.outbox_full_policy == "reject":
             store.admit = outbox_admission(store, q.outbox_max_rows)
-    return Services(store=store, storage=build_storage(cfg, store), config=cfg,
+    storage = build_storage(cfg, store)
+    if inline_limit(cfg) > 0:
+        storage = InlineStorage(storage, store, inline_limit(cfg))
+    return Services(store=store, storage=storage, config=cfg,
                     tasks=build_write_tasks(cfg, store))
 
 

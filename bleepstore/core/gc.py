@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from bleepstore import errors
 from bleepstore.core.services import Services
 from bleepstore.metadata.commands import AddGcIntent, GcSwept
+from bleepstore.model import is_inline_ref
 from bleepstore.s3.headers import iso_from_datetime, now_iso
 
 log = logging.getLogger("bleepstore.storage")
@@ -72,10 +73,11 @@ def delete_refs(svc: Services, refs: Iterable[tuple[str, int]]) -> tuple[int, in
 
 
 def collect_now(svc: Services, refs: Iterable[str | None]) -> None:
-    """After a commit: drop the blobs it released when no grace period applies."""
+    """After a commit: drop the blobs it released when no grace period applies (an inline
+    blob went with the commit itself)."""
     if svc.config.storage.effective_gc_grace_s > 0:
         return
-    wanted = [(r, 0) for r in refs if r]
+    wanted = [(r, 0) for r in refs if r and not is_inline_ref(r)]
     if wanted:
         try:
             delete_refs(svc, wanted)

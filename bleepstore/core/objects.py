@@ -48,6 +48,7 @@ from bleepstore.s3.names import user_metadata_from_headers, validate_storage_cla
 from bleepstore.s3.ranges import parse_range
 from bleepstore.s3.tags import parse_header as parse_tags_header
 from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.inline import InlineReader
 
 log = logging.getLogger("bleepstore.s3")
 
@@ -96,7 +97,8 @@ def put_object(svc: Services, req: S3Request) -> S3Response:
         payload = write_tasks.put_object_payload(meta, if_match, if_none_match, task_id)
         return write_tasks.submit(svc, req, task_id, payload, resp, f"/{bucket.name}/{req.key}")
     replaced, version_id = commit_object(svc, PutObject(
-        meta, now, svc.gc_not_before(), if_match, if_none_match, origin=origin_of(req)))
+        meta, now, svc.gc_not_before(), if_match, if_none_match, origin=origin_of(req),
+        inline_data=staged.inline))
     gc.collect_now(svc, [replaced])
     if version_id is not None:
         resp.header("x-amz-version-id", version_id)
@@ -178,6 +180,8 @@ def _get_object_once(svc: Services, req: S3Request, head: bool) -> S3Response:
     if not head:
         try:
             resp.stream = svc.storage.open_read(obj.data_ref, first, length)
+            if isinstance(resp.stream, InlineReader):  # already in memory: one write
+                resp.body, resp.stream = resp.stream.getvalue(), None
         except BlobMissing:
             raise_if_superseded(svc, obj)
             log.error("data missing: bucket=%s key=%s data_ref=%s", obj.bucket, obj.key,

@@ -202,7 +202,8 @@ def post_object(svc: Services, req: S3Request) -> S3Response:
     # NOTE: always written directly, also under queue.consistency sync/async: the write
     # tasks replay PutObject payloads only (docs/decisions.md "CORS and POST Object").
     replaced, version_id = commit_object(svc, PutObject(meta, now, svc.gc_not_before(),
-                                                        origin=origin_of(req)))
+                                                        origin=origin_of(req),
+                                                        inline_data=staged.inline))
     gc.collect_now(svc, [replaced])
     resp = _answer(req, form, bucket.name, key, meta.etag)
     if version_id is not None:

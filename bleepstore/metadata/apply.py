@@ -2,7 +2,8 @@
 
 Invariants: every handler runs inside the caller's ``BEGIN IMMEDIATE`` transaction
 and either completes or raises (rolling everything back). A handler that drops the
-last reference to a blob records a GC intent in the same transaction; ``stats`` is
+last reference to a blob records a GC intent in the same transaction (an inline blob is
+deleted right there: nobody streams one after reading its row); ``stats`` is
 kept in step with every change so nothing ever needs ``COUNT(*)``; every credential change
 bumps ``credential_generation`` (what the per-worker credential caches watch), and one
 that disables or removes a user (or changes their secret) ends their console sessions.
@@ -34,7 +35,7 @@ from bleepstore.metadata.rows import (
     tags_json,
     upload_values,
 )
-from bleepstore.model import ObjectMeta
+from bleepstore.model import ObjectMeta, is_inline_ref
 from bleepstore.s3.conditions import check_write_preconditions
 
 
@@ -58,6 +59,9 @@ class ReplicaConnection(sqlite3.Connection):
 
 
 def _gc(conn: sqlite3.Connection, ref: str, reason: str, not_before: str) -> None:
+    if is_inline_ref(ref):  # every replica holds it, so every replica drops it
+        conn.execute("DELETE FROM inline_blobs WHERE data_ref = ?", (ref,))
+        return
     collects = getattr(conn, "collects", None)
     if collects is not None and not collects(ref):
         return
@@ -223,6 +227,12 @@ def _replace_object(conn: sqlite3.Connection, meta: ObjectMeta, now: str, gc_not
 
 
 def put_object(conn: sqlite3.Connection, cmd: c.PutObject) -> tuple[str | None, str | None]:
+    if cmd.inline_data is not None or is_inline_ref(cmd.meta.data_ref):
+        if cmd.inline_data is None or not is_inline_ref(cmd.meta.data_ref) \
+                or len(cmd.inline_data) != cmd.meta.size:
+            raise ValueError("an inline data ref must be committed with its bytes")
+        conn.execute("INSERT INTO inline_blobs (data_ref, data) VALUES (?, ?)",
+                     (cmd.meta.data_ref, cmd.inline_data))
     return _replace_object(conn, cmd.meta, cmd.now, cmd.gc_not_before, cmd.if_match,
                            cmd.if_none_match)
 

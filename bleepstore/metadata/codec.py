@@ -12,6 +12,8 @@ Result lists come back as tuples (recursively): callers unpack them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import types
@@ -58,6 +60,8 @@ def _to_json(value: Any) -> Any:
         return {k: _to_json(v) for k, v in value.items()}
     if value is None or isinstance(value, str | int):  # bool is an int
         return value
+    if isinstance(value, bytes):  # an inline object's bytes
+        return base64.b64encode(value).decode()
     raise CodecError(f"cannot encode {type(value).__name__}")
 
 
@@ -94,6 +98,11 @@ def _from_json(hint: Any, value: Any) -> Any:
         return {_from_json(args[0], k): _from_json(args[1], v) for k, v in value.items()}
     if hint in (str, int, bool) and type(value) is hint:
         return value
+    if hint is bytes and type(value) is str:
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise CodecError("expected base64") from None
     raise CodecError(f"expected {hint}, got {type(value).__name__}")
 
 

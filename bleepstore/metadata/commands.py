@@ -141,6 +141,7 @@ class PutObject:
     if_match: str | None = None
     if_none_match: str | None = None
     origin: EventOrigin | None = None  # the request, for its events
+    inline_data: bytes | None = None  # the blob's bytes when ``meta.data_ref`` is inline
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,13 @@ class Pending:
 
 @dataclass
 class GroupCommitter:
-    """``begin(conn)`` opens the write transaction (with busy retries)."""
+    """``begin(conn)`` opens the write transaction (with busy retries); ``exclusive()`` is
+    held around each transaction (the cross-process write lock, metadata/write_lock.py)."""
 
     connect: Callable[[], sqlite3.Connection]
     begin: Callable[[sqlite3.Connection], None]
     handler_for: Callable[[Any], Callable[[sqlite3.Connection, Any], Any]]
+    exclusive: Callable[[], AbstractContextManager[Any]] = nullcontext
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _queue: list[Pending] = field(default_factory=list)
     _leading: bool = False
@@ -66,6 +69,10 @@ class GroupCommitter:
 
     def _run(self, batch: list[Pending]) -> None:
         conn = self.connect()
+        with self.exclusive():
+            self._transaction(conn, batch)
+
+    def _transaction(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
         try:
             self.begin(conn)
             for item in batch:

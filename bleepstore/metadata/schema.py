@@ -281,7 +281,17 @@ CREATE INDEX IF NOT EXISTS idx_console_sessions_expires ON console_sessions (exp
 CREATE INDEX IF NOT EXISTS idx_console_sessions_key ON console_sessions (access_key)
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10)
+# Small objects kept in the database (storage/inline.py): the bytes of each ``inline:``
+# ref, written in the transaction that commits its object row and deleted in the one that
+# drops the last row pointing at it. A table of its own, so listings never read a blob.
+V11 = """
+CREATE TABLE IF NOT EXISTS inline_blobs (
+  data_ref TEXT PRIMARY KEY,
+  data BLOB NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11)
 LATEST = len(MIGRATIONS)
 
 

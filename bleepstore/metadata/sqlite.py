@@ -51,6 +51,7 @@ from bleepstore.metadata.rows import (
 )
 from bleepstore.metadata.task_rows import mark_done
 from bleepstore.metadata.versions import CURRENT_SELECT, HISTORY_SELECT, NULL, VERSION_SELECT
+from bleepstore.metadata.write_lock import WriteLock
 from bleepstore.model import (
     Bucket,
     CompletedUpload,
@@ -118,7 +119,9 @@ class SqliteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self.reserve = SpaceReserve(Path(str(self.path) + ".reserve"), reserve_bytes)
         self._local = threading.local()
-        self._committer = GroupCommitter(self.conn, self._begin, lambda cmd: self.run_command)
+        self.write_lock = WriteLock(Path(str(self.path) + ".write-lock"))
+        self._committer = GroupCommitter(self.conn, self._begin, lambda cmd: self.run_command,
+                                         self.write_lock.held)
         # Set by the composition root when events are on (events/outbox.py): called with
         # (connection, command, result) inside the command's transaction; then ``notify``
         # after every commit.
@@ -444,6 +447,21 @@ class SqliteStore:
         return self._one(f"SELECT 1 WHERE {_ROW_REFS} "
                          "OR EXISTS(SELECT 1 FROM blob_gc WHERE data_ref = ?)",
                          (data_ref,) * 5) is not None
+
+    def inline_blob(self, data_ref: str, offset: int = 0,
+                    length: int | None = None) -> bytes | None:
+        """Bytes of an inline blob (``length`` from ``offset``; all: None); None if absent."""
+        if length is None:
+            row = self._one("SELECT substr(data, ?) FROM inline_blobs WHERE data_ref = ?",
+                            (offset + 1, data_ref))
+        else:
+            row = self._one("SELECT substr(data, ?, ?) FROM inline_blobs WHERE data_ref = ?",
+                            (offset + 1, length, data_ref))
+        return None if row is None else bytes(row[0] or b"")  # substr of x'' is NULL
+
+    def inline_blob_size(self, data_ref: str) -> int | None:
+        row = self._one("SELECT length(data) FROM inline_blobs WHERE data_ref = ?", (data_ref,))
+        return None if row is None else int(row[0])
 
     def is_live(self, data_ref: str) -> bool:
         """An object, a part or an upload points at ``data_ref`` (GC intents aside)."""

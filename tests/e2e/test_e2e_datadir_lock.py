@@ -134,7 +134,9 @@ def cli(srv: Server, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "first", workers=1, threads=4)
+    # a staged file marks the in-flight PUT: no inline buffering of its first bytes
+    srv = Server(tmp_path / "first", workers=1, threads=4,
+                 extra_config={"storage": {"inline_max_bytes": 0}})
     srv.start()
     s3 = boto3_client(srv.endpoint)
     s3.create_bucket(Bucket="locked")

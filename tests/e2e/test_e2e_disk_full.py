@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from support.tmpfs import tmpfs
 
 MiB = 1024 * 1024
 FILL_SIZES = (MiB, 64 * 1024, 4096, 0)  # ever smaller PUTs, down to the metadata alone
+INLINE_MAX = 64 * 1024  # storage.inline_max_bytes: smaller bodies live in the database
 EMPTY_REFUSALS = 3  # an empty PUT refused this many times running: the WAL cannot grow
 MAX_FILL_PUTS = 3000
 
@@ -150,7 +152,11 @@ def assert_no_partial_state(s3: Any, disk: Path, filler: Filler, parts: int) -> 
     for key in filler.refused:
         assert status_of(lambda k=key: s3.head_object(Bucket=filler.bucket, Key=k)) == 404
     assert list((disk / "objects" / ".tmp").iterdir()) == []
-    assert len(files_under(disk / "objects" / "blobs")) == len(filler.stored)
+    files = [k for k, v in filler.stored.items() if len(v) > INLINE_MAX]
+    assert len(files_under(disk / "objects" / "blobs")) == len(files)
+    with sqlite3.connect(disk / "meta" / "metadata.db") as db:  # the others are inline
+        inline = db.execute("SELECT COUNT(*) FROM inline_blobs").fetchone()[0]
+    assert inline == len(filler.stored) - len(files)
     assert len(files_under(disk / "objects" / "multipart")) == parts
 
 

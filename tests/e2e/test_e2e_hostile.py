@@ -148,7 +148,7 @@ def test_stalled_bodies_time_out_and_free_the_threads(tight: Server) -> None:
 def test_missing_blob_is_reported_and_reads_fail_fast(tight: Server) -> None:
     s3 = boto3_client(tight.endpoint)
     s3.create_bucket(Bucket="rot")
-    s3.put_object(Bucket="rot", Key="gone", Body=b"soon missing")
+    s3.put_object(Bucket="rot", Key="gone", Body=b"soon missing" * 8000)  # a file: > inline
     s3.put_object(Bucket="rot", Key="fine", Body=b"still here")
     with sqlite3.connect(tight.db_path) as conn:
         (ref,) = conn.execute("SELECT data_ref FROM objects WHERE key = 'gone'").fetchone()

@@ -399,8 +399,11 @@ def test_incomplete_multipart_uploads_are_aborted(client: Any, lc_server: Server
 # --- crash-only ---------------------------------------------------------------------------
 
 
-def _blob_files(server: Server) -> int:
-    return sum(len(files) for _, _, files in os.walk(server.data / "objects" / "blobs"))
+def _blobs(server: Server) -> int:
+    """Blob files plus inline blobs (small objects live in the database)."""
+    files = sum(len(names) for _, _, names in os.walk(server.data / "objects" / "blobs"))
+    with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as conn:
+        return files + int(conn.execute("SELECT COUNT(*) FROM inline_blobs").fetchone()[0])
 
 
 def _object_count(server: Server) -> int:
@@ -438,7 +441,7 @@ def test_kill9_mid_pass_loses_nothing_and_the_next_start_finishes(
         poll(lambda: keys(s3, "crash") == set(kept), "the next start to finish the job")
         for key, body in kept.items():
             assert s3.get_object(Bucket="crash", Key=key)["Body"].read() == body
-        poll(lambda: _blob_files(srv) == len(kept), "the expired objects' blobs to go")
+        poll(lambda: _blobs(srv) == len(kept), "the expired objects' blobs to go")
         last = wait_full_pass(srv)
         assert node_state(srv)["cursors"] == {} and _object_count(srv) == len(kept)
         assert last["seconds"] >= 0

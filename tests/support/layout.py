@@ -8,7 +8,7 @@ import re
 BLOB = re.compile(r"objects/blobs/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}")
 ALLOWED = [BLOB, re.compile(r"objects/multipart/[0-9a-f]{32}/[0-9]{5}-[0-9a-f]{32}"),
            re.compile(r"objects/\.tmp/[0-9a-f]{32}"),
-           re.compile(r"metadata\.db(-wal|-shm|\.reserve)?"),
+           re.compile(r"metadata\.db(-wal|-shm|\.reserve|\.write-lock)?"),
            re.compile(r"([a-z]+/)?\.bleepstore\.lock"),
            re.compile(r"prometheus/[a-z_]+_[0-9]+\.db"), re.compile(r"spool/[^/]+"),
            # a cluster node (tests/support/cluster.py): its Raft journal, snapshot, socket

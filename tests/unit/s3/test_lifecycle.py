@@ -534,7 +534,7 @@ def _put(svc: Any, key: str, body: bytes = b"x", when: str = OLD) -> str:
     writer.write(body)
     staged = writer.finish()
     svc.store.apply(PutObject(ObjectMeta("bkt", key, len(body), '"e"', when, staged.data_ref),
-                              when, when))
+                              when, when, inline_data=staged.inline))
     return str(staged.data_ref)
 
 
