@@ -6,7 +6,11 @@ read from /proc before and after each run), plus, for BleepStore, how the load s
 over the workers (CPU per worker and wrk's keep-alive connections per worker, from ss).
 
     python bench/bench_small.py [--secs 8] [--only bleepstore,moto,s3rver] [--json F]
-                                [--config-json '{"server": {"threads": 4}}']
+                                [--config-json '{"server": {"threads": 4}}'] [--profile]
+
+``--profile`` adds, for BleepStore, one PUT and one GET run at 16 connections with py-spy
+sampling both workers (on-CPU threads, 250 Hz) and prints where the samples fall by area
+(bench/profile_put.py's grouping); those runs' throughput is not reported (py-spy costs CPU).
 
 A 2-core machine runs wrk and the server on the same cores: read ratios, not absolutes.
 """
@@ -124,14 +128,43 @@ def measure(name: str, port: int, root_pid: int, base: str, p: Presigner, secs: 
     return out
 
 
-def bleepstore(tmp: Path, secs: float, extra: dict[str, Any]) -> dict[str, Any]:
+def profiled(srv: Server, p: Presigner, method: str, keys: list[str], secs: float,
+             work: Path) -> str:
+    """One wrk run at 16 connections with py-spy on every worker; the area summary."""
+    from profile_put import summarize_pyspy
+
+    raws = [work / f"spy-{method}-{pid}.txt" for pid in children(srv.proc.pid)]
+    spies = [subprocess.Popen(["py-spy", "record", "--pid", raw.stem.rsplit("-", 1)[1],
+                               "--duration", str(int(secs) + 1), "--rate", "250",
+                               "--nonblocking", "--format", "raw", "--full-filenames",
+                               "-o", str(raw)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for raw in raws]
+    time.sleep(1.0)  # attach
+    wrk(srv.endpoint, [p.target(method, "bench", k) for k in keys], method,
+        SMALL if method == "PUT" else 0, 16, secs, work)
+    for spy in spies:
+        spy.wait(timeout=60)
+    merged = work / f"spy-{method}.txt"
+    merged.write_text("".join(r.read_text() for r in raws if r.exists()))
+    text, _ = summarize_pyspy(merged)
+    return text.replace("one gunicorn worker's threads", "both workers' threads") \
+        .replace("during a 4 KiB PUT run", f"during a 4 KiB {method} run")
+
+
+def bleepstore(tmp: Path, secs: float, extra: dict[str, Any], profile: bool
+               ) -> dict[str, Any]:
     srv = Server(tmp / "bleepstore", extra_config=extra)
     srv.start()
     try:
         s3 = boto3_client(srv.endpoint)
         s3.create_bucket(Bucket="bench")
         p = Presigner(srv.endpoint, ACCESS_KEY, SECRET_KEY)
-        return measure("bleepstore", srv.port, srv.proc.pid, srv.endpoint, p, secs, tmp)
+        out = measure("bleepstore", srv.port, srv.proc.pid, srv.endpoint, p, secs, tmp)
+        if profile:
+            out["profile"] = [
+                profiled(srv, p, "PUT", [f"prof/{i:06d}" for i in range(60_000)], secs, tmp),
+                profiled(srv, p, "GET", [f"get/{i:05d}" for i in range(GET_KEYS)], secs, tmp)]
+        return out
     finally:
         srv.stop()
 
@@ -178,6 +211,8 @@ def main() -> None:
     ap.add_argument("--secs", type=float, default=8)
     ap.add_argument("--only", default="bleepstore,moto,s3rver")
     ap.add_argument("--json")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile BleepStore's workers with py-spy (PUT and GET)")
     ap.add_argument("--config-json", default="{}",
                     help="extra BleepStore config sections (JSON), e.g. worker/thread counts")
     args = ap.parse_args()
@@ -186,7 +221,8 @@ def main() -> None:
     for name in args.only.split(","):
         log(f"{name}: start fresh")
         if name == "bleepstore":
-            results.append(bleepstore(tmp, args.secs, json.loads(args.config_json)))
+            results.append(bleepstore(tmp, args.secs, json.loads(args.config_json),
+                                      args.profile))
         elif name == "moto":
             results.append(moto(tmp, args.secs))
         elif name == "s3rver":
@@ -197,6 +233,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; wrk -t2 "
           f"{args.secs:g} s per run; 4 KiB bodies; presigned URLs")
     print(table(results))
+    for r in results:
+        for text in r.get("profile", []):
+            print("\n" + text)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -173,7 +173,8 @@ def frame_area(frames: list[str]) -> str:
         src = linecache.getline(path, line) if path and line else ""
         if "fsync" in src or "fsync" in name:
             return FSYNC
-        if "BEGIN IMMEDIATE" in src or (area == SQLITE and "time.sleep(" in src):
+        if "BEGIN IMMEDIATE" in src or "flock(" in src or (area == SQLITE and
+                                                          "time.sleep(" in src):
             return LOCK_WAIT
         if area == SQLITE and '"COMMIT"' in src:
             return COMMIT

@@ -13,6 +13,7 @@ import falcon
 
 from bleepstore import errors
 from bleepstore.config import Config, load
+from bleepstore.core.inline_storage import InlineStorage
 from bleepstore.core.services import Services
 from bleepstore.credentials import CredentialCache
 from bleepstore.logs import setup_logging
@@ -109,10 +110,11 @@ def create_app(config: Config | None = None, *, services: Services | None = None
     health = _add_service_routes(app, svc, metrics, queue)
     if console is not None:
         add_console_routes(app, svc, console, health=health, metrics=metrics, queue=queue)
-    if isinstance(svc.storage, OwnerPlacement):
+    placement = svc.storage.backend if isinstance(svc.storage, InlineStorage) else svc.storage
+    if isinstance(placement, OwnerPlacement):
         from bleepstore.web.cluster import InternalBlob
 
-        app.add_route(INTERNAL_PATH, InternalBlob(svc.storage, cfg.cluster.secret))
+        app.add_route(INTERNAL_PATH, InternalBlob(placement, cfg.cluster.secret))
     if cfg.server.admin_port is not None:
         add_admin_routes(app, svc, queue)
     if background:

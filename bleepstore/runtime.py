@@ -64,9 +64,9 @@ def build_services(cfg: Config) -> Services:
                                         on_drop=count_dropped)
         if isinstance(store, ReplicatedStore) and q.outbox_full_policy == "reject":
             store.admit = outbox_admission(store, q.outbox_max_rows)
-    storage = build_storage(cfg, store)
-    if inline_limit(cfg) > 0:
-        storage = InlineStorage(storage, store, inline_limit(cfg))
+    # Wrapped whatever the limit: objects kept inline stay readable after inlining is
+    # turned off or the node is converted to a cluster (their rows are replicated).
+    storage = InlineStorage(build_storage(cfg, store), store, inline_limit(cfg))
     return Services(store=store, storage=storage, config=cfg,
                     tasks=build_write_tasks(cfg, store))
 

@@ -39,7 +39,7 @@ REPLICATED_TABLES = ("buckets", "bucket_configs", "objects", "object_versions",
                      "version_clock",
                      "multipart_uploads", "multipart_parts", "blob_parts", "credentials",
                      "credential_generation", "completed_uploads", "stats", "raft_applied",
-                     "cluster_nodes", "console_sessions")
+                     "cluster_nodes", "console_sessions", "inline_blobs")
 BUSINESS_ERRORS = (errors.S3Error, c.UserOwnsBuckets, c.InvalidReassignTarget,
                    sqlite3.IntegrityError)
 SNAPSHOT_KEY = "raft_snapshot"  # node_meta: the last snapshot taken or installed here
@@ -202,6 +202,11 @@ def _add_node(conn: sqlite3.Connection, entry: dict[str, Any]) -> dict[str, Any]
     return {"ok": True}
 
 
+def _has_table(conn: sqlite3.Connection, schema: str, table: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' "
+                        "AND name = ?", (table,)).fetchone() is not None
+
+
 def _copy_replica(conn: sqlite3.Connection, path: str) -> None:
     conn.execute("ATTACH DATABASE ? AS snap", (path,))
     try:
@@ -210,6 +215,8 @@ def _copy_replica(conn: sqlite3.Connection, path: str) -> None:
             for table in reversed(REPLICATED_TABLES):
                 conn.execute(f"DELETE FROM main.{table}")
             for table in REPLICATED_TABLES:
+                if not _has_table(conn, "snap", table):  # a snapshot from an older version
+                    continue
                 names = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
                 conn.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} "
                              f"FROM snap.{table}")

@@ -35,7 +35,7 @@ class InlineStorage:
 
     def open_writer(self, kind: str, upload_id: str | None = None,
                     part_number: int | None = None) -> BlobWriter:
-        if kind != "object":
+        if kind != "object" or self.limit <= 0:
             return self.backend.open_writer(kind, upload_id, part_number)
         return InlineWriter(self.limit, lambda: self.backend.open_writer("object"))
 

@@ -25,9 +25,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
-
-from awscrt import checksums as _crt  # type: ignore[import-untyped,unused-ignore]
+from typing import Any, Protocol
 
 from bleepstore.errors import (
     BadDigest,
@@ -75,6 +73,14 @@ class _Crc:
         return self._value.to_bytes(self._size, "big")
 
 
+def _crt() -> Any:
+    # NOTE: imported on first use: awscrt adds ~5 MB to every process that loads it, and
+    # most servers never see a CRC32C / CRC64NVME request.
+    from awscrt import checksums  # type: ignore[import-untyped,unused-ignore]
+
+    return checksums
+
+
 def header_name(alg: str) -> str:
     """``"CRC32"`` -> ``"x-amz-checksum-crc32"``."""
     return "x-amz-checksum-" + alg.lower()
@@ -85,9 +91,9 @@ def new_hasher(alg: str) -> Hasher:
     if alg == "CRC32":
         return _Crc(zlib.crc32, 4)
     if alg == "CRC32C":
-        return _Crc(_crt.crc32c, 4)
+        return _Crc(_crt().crc32c, 4)
     if alg == "CRC64NVME":
-        return _Crc(_crt.crc64nvme, 8)
+        return _Crc(_crt().crc64nvme, 8)
     if alg == "SHA1":
         return hashlib.sha1()
     if alg == "SHA256":

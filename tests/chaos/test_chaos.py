@@ -150,7 +150,11 @@ def _verify_data_dir(srv: Server) -> None:
         object_refs = {r[0] for r in conn.execute("SELECT data_ref FROM objects")}
         part_refs = {r[0] for r in conn.execute("SELECT data_ref FROM multipart_parts")}
         uploads = {r[0] for r in conn.execute("SELECT upload_id FROM multipart_uploads")}
-    blobs = {"blobs/" + f for f in _files(objects / "blobs")}
+        inline = {r[0] for r in conn.execute("SELECT data_ref FROM inline_blobs")}
+    # small objects live in the database (storage/inline.py): the same two-way check there
+    assert inline == {r for r in object_refs if r.startswith("inline:")}, \
+        "inline blobs and the rows that reference them disagree"
+    blobs = {"blobs/" + f for f in _files(objects / "blobs")} | inline
     assert blobs - object_refs == set(), "orphan blobs survived recovery"
     assert object_refs - blobs == set(), "objects rows whose blob is missing"
     parts = {"multipart/" + f for f in _files(objects / "multipart")}

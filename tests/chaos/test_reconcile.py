@@ -18,6 +18,7 @@ from support.clients import boto3_client
 from support.server import Server, free_port
 
 TOKEN = "reconcile-admin-token"
+KEPT = b"committed" * 10_000  # above storage.inline_max_bytes: a blob file, not a row
 
 
 def _blobs(srv: Server) -> set[str]:
@@ -52,12 +53,12 @@ def test_orphan_of_a_worker_killed_after_rename(tmp_path: Path) -> None:
     try:
         s3 = boto3_client(srv.endpoint)
         s3.create_bucket(Bucket="orphans")
-        s3.put_object(Bucket="orphans", Key="kept", Body=b"committed")
+        s3.put_object(Bucket="orphans", Key="kept", Body=KEPT)
         committed = _blobs(srv)
         _restart(srv, {"BLEEPSTORE_FAULT": "blob.after_rename"}, {})
         with pytest.raises(botocore.exceptions.BotoCoreError):
             boto3_client(srv.endpoint, max_attempts=0).put_object(
-                Bucket="orphans", Key="lost", Body=b"never acknowledged")
+                Bucket="orphans", Key="lost", Body=b"never acknowledged" * 5_000)
         orphans = _blobs(srv) - committed
         assert len(orphans) == 1  # renamed into place, then the worker died
 
@@ -72,7 +73,7 @@ def test_orphan_of_a_worker_killed_after_rename(tmp_path: Path) -> None:
         counts = _last_recovery(srv)
         assert counts["orphans_removed"] == 1 and counts["orphans_scanned"] == 2
         s3 = boto3_client(srv.endpoint)
-        assert s3.get_object(Bucket="orphans", Key="kept")["Body"].read() == b"committed"
+        assert s3.get_object(Bucket="orphans", Key="kept")["Body"].read() == KEPT
         with pytest.raises(botocore.exceptions.ClientError) as exc:
             s3.head_object(Bucket="orphans", Key="lost")
         assert exc.value.response["Error"]["Code"] == "404"
