@@ -27,16 +27,32 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# json.dumps() with any option builds a new encoder per call: one, built once
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """``2026-12-03T04:05:06.789Z``; the part up to the second is computed once a second
+    (an access line per request made this formatting a visible share of a GET)."""
+    global _second
+    whole = int(created)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, datetime.fromtimestamp(whole, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "ts": datetime.fromtimestamp(record.created, UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "ts": _timestamp(record.created),
         "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
         "pid": record.process, "thread": record.thread,
     }
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD and not key.startswith("_") and value not in (None, ""):
-            out[key] = value
+    out.update({key: value for key, value in record.__dict__.items()
+                if key not in _STANDARD and key[0] != "_" and value is not None
+                and value != ""})
     return out
 
 
@@ -45,7 +61,7 @@ class JsonFormatter(logging.Formatter):
         out = _fields(record)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _JSON.encode(out)
 
 
 class TextFormatter(logging.Formatter):

@@ -114,8 +114,9 @@ def stored_policy(document: str, bucket: str) -> tuple[Policy, bool]:
 
 
 def bucket_rules(svc: Services, name: str) -> Rules:
-    block = from_json(svc.store.get_bucket_config(name, BLOCK_KIND))
-    document = svc.store.get_bucket_config(name, POLICY_KIND)
+    docs = svc.store.get_bucket_configs(name, BLOCK_KIND, POLICY_KIND)
+    block = from_json(docs.get(BLOCK_KIND))
+    document = docs.get(POLICY_KIND)
     if document is None:
         return Rules(None, False, block)
     policy, public = stored_policy(document, name)

@@ -359,6 +359,14 @@ class SqliteStore:
                         (bucket, kind))
         return str(row[0]) if row else None
 
+    def get_bucket_configs(self, bucket: str, *kinds: str) -> dict[str, str]:
+        """The bucket's documents of each of ``kinds`` that it has, in one read."""
+        marks = ", ".join("?" * len(kinds))
+        rows = self.conn().execute(
+            f"SELECT kind, document FROM bucket_configs WHERE bucket = ? AND kind IN ({marks})",
+            (bucket, *kinds)).fetchall()
+        return {str(kind): str(doc) for kind, doc in rows}
+
     def buckets_with_config(self, kind: str) -> list[tuple[str, str]]:
         """(bucket, document) of every bucket with a configuration of ``kind``."""
         rows = self.conn().execute("SELECT bucket, document FROM bucket_configs WHERE kind = ? "

@@ -103,15 +103,32 @@ def raw_canonical_uri(raw_path: str) -> str:
 
 def canonical_query(raw_query: str, *, drop_signature: bool) -> str:
     """Canonical query string; ``+`` stays a literal plus (encoded as ``%2B``)."""
+    if drop_signature:
+        raw_query = "&".join(s for s in raw_query.split("&") if not _is_signature(s))
+    if len(raw_query) <= MAX_CACHED_QUERY:
+        return _canonical_query(raw_query)
+    return _canonical_query.__wrapped__(raw_query)
+
+
+def _is_signature(segment: str) -> bool:
+    name = segment.partition("=")[0]
+    return name == "X-Amz-Signature" or ("%" in name and
+                                         unquote_to_bytes(name) == b"X-Amz-Signature")
+
+
+# NOTE: a presigned URL's query minus its signature is the same for every URL one client
+# signs in a second (credential, date, expiry): canonicalised once, not per request.
+MAX_CACHED_QUERY = 1024
+
+
+@lru_cache(maxsize=256)
+def _canonical_query(raw_query: str) -> str:
     pairs = []
     for segment in raw_query.split("&"):
         if not segment:
             continue
         name, _, value = segment.partition("=")
-        raw_name = unquote_to_bytes(name)
-        if drop_signature and raw_name == b"X-Amz-Signature":
-            continue
-        pairs.append((uri_encode(raw_name, encode_slash=True),
+        pairs.append((uri_encode(unquote_to_bytes(name), encode_slash=True),
                       uri_encode(unquote_to_bytes(value), encode_slash=True)))
     pairs.sort()
     return "&".join(f"{n}={v}" for n, v in pairs)
@@ -303,8 +320,9 @@ def _header_timestamp(req: SigningRequest) -> str:
 def _parse_basic(value: str) -> datetime | None:
     if not _TS_RE.fullmatch(value):
         return None
-    try:
-        return datetime.strptime(value, ISO_BASIC).replace(tzinfo=UTC)
+    try:  # the digits by position: strptime costs ~10 us a request
+        return datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[9:11]),
+                        int(value[11:13]), int(value[13:15]), tzinfo=UTC)
     except ValueError:
         return None
 

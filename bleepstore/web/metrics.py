@@ -4,12 +4,19 @@ Invariants: counters and histograms are per-process files when PROMETHEUS_MULTIP
 is set (gunicorn.conf.py sets it before any worker starts; recovery empties it); gauges
 with one source of truth (object/bucket/byte counts) are read from the ``stats`` row at
 scrape time, never kept per process; updating a metric never fails a request.
+
+A request's observations are summed in memory (``_Pending``) and published to those
+files when the process has no request left in flight, else by a timer ``PUBLISH_EVERY_S``
+later, and before this process answers a scrape (issue 17: ten mmap
+writes under a lock per request cost more than the rest of the bookkeeping together).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +28,7 @@ log = logging.getLogger("bleepstore.metrics")
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+PUBLISH_EVERY_S = 0.1
 
 
 def _multiprocess() -> bool:
@@ -83,6 +91,41 @@ class StatsCollector:
             yield GaugeMetricFamily(name, doc, value=s.get(key, 0))
 
 
+class _Pending:
+    """Observations not yet published, summed per label set."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
+        # (histogram, method, path) -> [sum, count per bucket (prometheus' own order)]
+        self.histograms: dict[tuple[Histogram, str, str], list[Any]] = {}
+        self.operations: dict[tuple[str, str], int] = {}
+        self.errors: dict[str, int] = {}
+        self.bytes_in = self.bytes_out = 0
+
+    def add(self, counts: dict[Any, int], key: Any) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    def sample(self, hist: Histogram, bounds: tuple[float, ...], method: str, path: str,
+               value: float) -> None:
+        entry = self.histograms.get((hist, method, path))
+        if entry is None:
+            entry = self.histograms[(hist, method, path)] = [0.0, [0] * (len(bounds) + 1)]
+        entry[0] += value
+        entry[1][bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
+
+
+def _publish_histogram(hist: Histogram, method: str, path: str, total: float,
+                       counts: list[int]) -> None:
+    # NOTE: prometheus_client keeps a histogram child as a ``_sum`` value and one value
+    # per bucket (not cumulative): adding n to them is n observe() calls in one write each.
+    # tests/unit/web/test_metrics_aggregation.py proves the exposition is the same.
+    child = hist.labels(method, path)
+    child._sum.inc(total)
+    for bucket, n in zip(child._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
+
+
 class Metrics:
     """All request-path metrics of one process."""
 
@@ -112,6 +155,10 @@ class Metrics:
         self._byte_counters: tuple[Counter, Counter] | None = None
         self._collectors: list[Any] = []
         self.add_collector(StatsCollector(stats))
+        self._lock = threading.Lock()
+        self._pending = _Pending()
+        self._in_flight = 0
+        self._timer_armed = False
 
     def add_collector(self, collector: Any) -> None:
         """A scrape-time collector (one source of truth read at each scrape)."""
@@ -128,26 +175,67 @@ class Metrics:
                 Counter("bleepstore_bytes_sent_total", "Response body bytes", registry=reg))
         return self._byte_counters
 
+    def begin(self) -> None:
+        """A request started; ``observe()`` or ``cancel()`` ends it."""
+        with self._lock:
+            self._in_flight += 1
+
+    def cancel(self) -> None:
+        """A begun request that will not be observed (the application raised)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
     def observe(self, *, method: str, path: str, status: int, duration: float,
                 bytes_in: int, bytes_out: int, operation: str | None,
                 error_code: str | None) -> None:
-        try:
-            self.http_requests.labels(method, path, str(status)).inc()
-            self.http_duration.labels(method, path).observe(duration)
-            self.request_size.labels(method, path).observe(bytes_in)
-            self.response_size.labels(method, path).observe(bytes_out)
-            counter_in, counter_out = self._bytes()
-            counter_in.inc(bytes_in)
-            counter_out.inc(bytes_out)
+        """One finished request (begun with ``begin()``)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            p = self._pending
+            p.add(p.requests, (method, path, str(status)))
+            p.sample(self.http_duration, DURATION_BUCKETS, method, path, duration)
+            p.sample(self.request_size, SIZE_BUCKETS, method, path, bytes_in)
+            p.sample(self.response_size, SIZE_BUCKETS, method, path, bytes_out)
+            p.bytes_in += bytes_in
+            p.bytes_out += bytes_out
             if operation is not None:
-                self.operations.labels(operation, "error" if status >= 400 else "success").inc()
+                p.add(p.operations, (operation, "error" if status >= 400 else "success"))
             if error_code:
-                self.errors.labels(error_code).inc()
+                p.add(p.errors, error_code)
+            idle = self._in_flight == 0
+            arm = not idle and not self._timer_armed
+            self._timer_armed = self._timer_armed or arm
+        if idle:
+            self.publish()
+        elif arm:  # busy: publish soon whether or not the process ever goes idle
+            timer = threading.Timer(PUBLISH_EVERY_S, self.publish)
+            timer.daemon = True
+            timer.start()
+
+    def publish(self) -> None:
+        """Write what was observed since the last publish to this process's files."""
+        with self._lock:
+            p, self._pending = self._pending, _Pending()
+            self._timer_armed = False
+        try:
+            for (method, path, status), n in p.requests.items():
+                self.http_requests.labels(method, path, status).inc(n)
+            for (hist, method, path), (total, counts) in p.histograms.items():
+                _publish_histogram(hist, method, path, total, counts)
+            for (operation, outcome), n in p.operations.items():
+                self.operations.labels(operation, outcome).inc(n)
+            for code, n in p.errors.items():
+                self.errors.labels(code).inc(n)
+            if p.requests:
+                counter_in, counter_out = self._bytes()
+                counter_in.inc(p.bytes_in)
+                counter_out.inc(p.bytes_out)
         except Exception as exc:  # best effort (observability.md §3.1)
             log.debug("metric update failed: %s", exc)
 
     def scrape_registry(self) -> CollectorRegistry:
         """What a scrape reads: all workers' files plus the scrape-time collectors."""
+        self.publish()
         if not _multiprocess():
             return self.registry
         from prometheus_client import multiprocess

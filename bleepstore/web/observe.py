@@ -133,6 +133,8 @@ class Observed:
         if not (self.metrics or self.access_log):
             return self.app(environ, start_response)
         start = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.begin()
         counting = CountingInput(environ["wsgi.input"])
         environ["wsgi.input"] = counting
         state: dict[str, Any] = {"status": 0, "length": 0}
@@ -153,7 +155,12 @@ class Observed:
             wrapper = self._wrappers.get(base) or self._wrappers.setdefault(
                 base, file_wrapper_class(base))
             environ["wsgi.file_wrapper"] = wrapper
-        result = self.app(environ, observed_start)
+        try:
+            result = self.app(environ, observed_start)
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.cancel()
+            raise
         if base is not None and isinstance(result, environ["wsgi.file_wrapper"]):
             result.finish, result.length = finish, state["length"]
             return result

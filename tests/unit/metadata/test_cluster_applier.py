@@ -5,6 +5,7 @@ exit, and snapshots (a SQLite backup) installed only when ahead of the replica."
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,27 @@ def test_a_snapshot_installs_only_when_ahead(tmp_path: Path) -> None:
         ahead_applier.apply(i, entry(put(f"k{i}", f"r{i}")))
     ahead_applier.deserialize(dump)
     assert applied_index(ahead.conn()) == 13 and ahead.get_object("bkt", "k13") is not None
+
+
+def test_inline_bytes_travel_in_a_snapshot_and_an_older_snapshot_still_installs(
+        tmp_path: Path) -> None:
+    leader = store(tmp_path, "leader")
+    applier = Applier(leader, "n1")
+    setup(applier)
+    ref = "inline:" + "ab" * 16
+    applier.apply(2, entry(c.PutObject(ObjectMeta("bkt", "small", 3, '"e"', NOW, ref), NOW,
+                                       LATER, inline_data=b"abc")))
+    dump = str(tmp_path / "raft.dump")
+    internal = ((b"cmd", 2, 1), (b"cmd", 1, 1), {"n1"})
+    applier.serialize(dump, internal)
+    joiner = store(tmp_path, "joiner")
+    Applier(joiner, "n2").deserialize(dump)
+    assert joiner.inline_blob(ref) == b"abc"
+
+    older = tmp_path / "older.dump"  # written before inline_blobs existed
+    older.write_bytes(Path(dump).read_bytes())
+    with sqlite3.connect(older) as conn:
+        conn.execute("DROP TABLE inline_blobs")
+    behind = store(tmp_path, "behind")
+    Applier(behind, "n3").deserialize(str(older))
+    assert applied_index(behind.conn()) == 2 and behind.inline_blob(ref) is None
