@@ -30,12 +30,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path.insert(0, str(BENCH))
 
+from benchlib import timed_threads  # noqa: E402
 from support.clients import boto3_client  # noqa: E402
 from support.cluster import Cluster, applied, wait_converged, wait_ready  # noqa: E402
 from support.server import Server, free_port  # noqa: E402
@@ -53,27 +56,13 @@ def pct(values: list[float], p: float) -> float:
 def put_load(server: Server, threads: int, seconds: float) -> dict[str, float]:
     bucket = "bench-" + uuid.uuid4().hex[:8]
     client(server).create_bucket(Bucket=bucket)
-    took: list[float] = []
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
     body = b"x" * 1024
 
-    def run(n: int) -> None:
-        s3, mine = client(server), []
-        i = 0
-        while time.monotonic() < stop:
-            began = time.perf_counter()
-            s3.put_object(Bucket=bucket, Key=f"{n}/{i}", Body=body)
-            mine.append(time.perf_counter() - began)
-            i += 1
-        with lock:
-            took.extend(mine)
+    def putter(n: int) -> Callable[[int], Any]:
+        s3 = client(server)
+        return lambda i: s3.put_object(Bucket=bucket, Key=f"{n}/{i}", Body=body)
 
-    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    took = timed_threads(threads, seconds, putter)
     return {"ops_s": len(took) / seconds, "p50_ms": pct(took, 0.5), "p99_ms": pct(took, 0.99)}
 
 

@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
-from benchlib import MB, children, parallel, rss_bytes, wrk  # noqa: E402
+from benchlib import MB, children, parallel, pss_bytes, rss_bytes, wrk  # noqa: E402
 from presign import Presigner  # noqa: E402
 from refs import Moto, S3rver, ensure_s3rver  # noqa: E402
 from support.clients import boto3_client  # noqa: E402
@@ -105,13 +105,19 @@ def whole_rss_mb(root_pid: int) -> float:
     return sum(rss_bytes(pid) or 0 for pid in tree(root_pid)) / MB
 
 
+def whole_pss_mb(root_pid: int) -> float:
+    return sum(pss_bytes(pid) or 0 for pid in tree(root_pid)) / MB
+
+
 def measure(name: str, port: int, root_pid: int, base: str, p: Presigner, secs: float,
             work: Path) -> dict[str, Any]:
     time.sleep(1.0)  # let workers finish booting before reading idle RSS
     out: dict[str, Any] = {"server": name, "idle_rss_mb": whole_rss_mb(root_pid),
                            "idle_rss_mb_by_pid": [round((rss_bytes(x) or 0) / MB, 1)
-                                                  for x in tree(root_pid)], "runs": []}
-    log(f"{name}: idle RSS {out['idle_rss_mb']:.1f} MB {out['idle_rss_mb_by_pid']}")
+                                                  for x in tree(root_pid)],
+                           "idle_pss_mb": whole_pss_mb(root_pid), "runs": []}
+    log(f"{name}: idle RSS {out['idle_rss_mb']:.1f} MB {out['idle_rss_mb_by_pid']}, "
+        f"PSS {out['idle_pss_mb']:.1f} MB")
     get_keys = [f"get/{i:05d}" for i in range(GET_KEYS)]
     statuses = parallel(port, [("PUT", p.target("PUT", "bench", k), b"g" * SMALL)
                                for k in get_keys], threads=16)
@@ -198,11 +204,12 @@ def table(results: list[dict[str, Any]]) -> str:
                          f"| {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['cpu_ms_per_op']:.2f} "
                          f"| {x['errors']} |")
     lines.append("")
-    lines.append("| server | idle RSS, whole server (MB) | per process | after load |")
-    lines.append("|---|---|---|---|")
+    lines.append("| server | idle RSS, whole server (MB) | per process | idle PSS (MB) "
+                 "| RSS after load |")
+    lines.append("|---|---|---|---|---|")
     for r in results:
         lines.append(f"| {r['server']} | {r['idle_rss_mb']:.1f} | {r['idle_rss_mb_by_pid']} "
-                     f"| {r['rss_mb_after']:.1f} |")
+                     f"| {r['idle_pss_mb']:.1f} | {r['rss_mb_after']:.1f} |")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,44 @@ def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def timed_threads(threads: int, seconds: float,
+                  make_call: Callable[[int], Callable[[int], Any]]) -> list[float]:
+    """``threads`` threads, each calling ``make_call(thread_no)(i)`` for i = 0, 1, ...
+    until ``seconds`` pass; every call's latency in seconds."""
+    took: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run(n: int) -> None:
+        call, mine, i = make_call(n), [], 0
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            call(i)
+            mine.append(time.perf_counter() - began)
+            i += 1
+        with lock:
+            took.extend(mine)
+
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return took
+
+
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size: shared pages divided among the processes that map them (a
+    pre-forked server's honest total; RSS counts the shared pages once per process)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None

@@ -124,6 +124,8 @@ def split_target(raw_target: str) -> tuple[str, str]:
 def _decode(raw: str, what: str) -> str:
     # NOTE: WSGI strings are latin-1 views of the wire bytes, so latin-1 recovers them;
     # a str holding code points above U+00FF cannot come from WSGI and is taken as text.
+    if raw.isascii() and "%" not in raw:
+        return raw  # nothing to decode (most names and values)
     try:
         data = raw.encode("latin-1")
     except UnicodeEncodeError:
