@@ -221,14 +221,19 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in out.stdout.split()]
 
 
-def rss_bytes(pid: int) -> int | None:
+def _proc_kib(path: str, field: str) -> int | None:
+    """A ``Name:  N kB`` line of a /proc file, in bytes; None if absent or gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def timed_threads(threads: int, seconds: float,
@@ -260,13 +265,7 @@ def timed_threads(threads: int, seconds: float,
 def pss_bytes(pid: int) -> int | None:
     """Proportional set size: shared pages divided among the processes that map them (a
     pre-forked server's honest total; RSS counts the shared pages once per process)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 class RssSampler(threading.Thread):
