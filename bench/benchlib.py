@@ -236,6 +236,12 @@ def rss_bytes(pid: int) -> int | None:
     return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
 
 
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size: shared pages divided among the processes that map them (a
+    pre-forked server's honest total; RSS counts the shared pages once per process)."""
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
 def timed_threads(threads: int, seconds: float,
                   make_call: Callable[[int], Callable[[int], Any]]) -> list[float]:
     """``threads`` threads, each calling ``make_call(thread_no)(i)`` for i = 0, 1, ...
@@ -260,12 +266,6 @@ def timed_threads(threads: int, seconds: float,
     for t in pool:
         t.join()
     return took
-
-
-def pss_bytes(pid: int) -> int | None:
-    """Proportional set size: shared pages divided among the processes that map them (a
-    pre-forked server's honest total; RSS counts the shared pages once per process)."""
-    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 class RssSampler(threading.Thread):

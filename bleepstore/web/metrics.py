@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from bisect import bisect_left
+from collections import Counter as Counter_
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -95,15 +96,12 @@ class _Pending:
     """Observations not yet published, summed per label set."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
+        self.requests: Counter_[tuple[str, str, str]] = Counter_()
         # (histogram, method, path) -> [sum, count per bucket (prometheus' own order)]
         self.histograms: dict[tuple[Histogram, str, str], list[Any]] = {}
-        self.operations: dict[tuple[str, str], int] = {}
-        self.errors: dict[str, int] = {}
+        self.operations: Counter_[tuple[str, str]] = Counter_()
+        self.errors: Counter_[str] = Counter_()
         self.bytes_in = self.bytes_out = 0
-
-    def add(self, counts: dict[Any, int], key: Any) -> None:
-        counts[key] = counts.get(key, 0) + 1
 
     def sample(self, hist: Histogram, bounds: tuple[float, ...], method: str, path: str,
                value: float) -> None:
@@ -192,16 +190,16 @@ class Metrics:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
             p = self._pending
-            p.add(p.requests, (method, path, str(status)))
+            p.requests[(method, path, str(status))] += 1
             p.sample(self.http_duration, DURATION_BUCKETS, method, path, duration)
             p.sample(self.request_size, SIZE_BUCKETS, method, path, bytes_in)
             p.sample(self.response_size, SIZE_BUCKETS, method, path, bytes_out)
             p.bytes_in += bytes_in
             p.bytes_out += bytes_out
             if operation is not None:
-                p.add(p.operations, (operation, "error" if status >= 400 else "success"))
+                p.operations[(operation, "error" if status >= 400 else "success")] += 1
             if error_code:
-                p.add(p.errors, error_code)
+                p.errors[error_code] += 1
             idle = self._in_flight == 0
             arm = not idle and not self._timer_armed
             self._timer_armed = self._timer_armed or arm
