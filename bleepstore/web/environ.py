@@ -39,7 +39,7 @@ def raw_target(environ: Environ) -> str:
 
 
 def header_getter(environ: Environ) -> Callable[[str], str | None]:
-    """Header lookup by lowercase name; None when the header was not sent.
+    """Header lookup by name, any case; None when the header was not sent.
 
     NOTE: an empty ``Content-Type`` is a header that was sent, empty (a client may sign
     it: SigV4 then needs it present, ``content-type:``). gunicorn sets CONTENT_TYPE only
@@ -57,6 +57,7 @@ def header_getter(environ: Environ) -> Callable[[str], str | None]:
     by_name = headers.get
 
     def get(name: str) -> str | None:
+        name = name.lower()
         if "_" in name:  # an underscore matches a dash in the WSGI name, as CGI maps them
             name = name.replace("_", "-")
         return by_name(name)

@@ -140,3 +140,19 @@ def test_part_number_past_the_parts_is_416_with_the_counts(s3app: S3App) -> None
         assert (resp.status_int, code(resp)) == (400, "InvalidArgument")
         assert error_fields(resp)["Message"] == ("Part number must be an integer between 1 "
                                                  "and 10000, inclusive")
+
+
+def test_conditional_get_and_head(s3app: S3App) -> None:
+    """Conditional headers are read whatever the case the code names them in (a lookup by
+    "If-Match" once found nothing, and every conditional GET answered 200)."""
+    s3app.call("PUT", "/alpha")
+    etag = s3app.call("PUT", "/alpha/c", body=b"data").headers["ETag"]
+    assert s3app.call("GET", "/alpha/c", headers={"If-Match": etag}).status_int == 200
+    failed = s3app.call("GET", "/alpha/c", headers={"If-Match": '"0000"'})
+    assert (failed.status_int, code(failed)) == (412, "PreconditionFailed")
+    assert s3app.call("GET", "/alpha/c", headers={"If-None-Match": etag}).status_int == 304
+    assert s3app.call("HEAD", "/alpha/c", headers={"If-None-Match": etag}).status_int == 304
+    later = "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert s3app.call("GET", "/alpha/c", headers={"If-Modified-Since": later}).status_int == 304
+    early = "Fri, 01 Jan 1999 00:00:00 GMT"
+    assert s3app.call("GET", "/alpha/c", headers={"If-Unmodified-Since": early}).status_int == 412
