@@ -28,6 +28,8 @@ worker stops accepting for at most ``ACCEPT_YIELD_S`` at a time (it never starve
 from __future__ import annotations
 
 import errno
+import os
+import resource
 import selectors
 import socket
 import threading
@@ -40,6 +42,7 @@ from typing import Any, TypeVar
 from gunicorn import util
 from gunicorn.http.body import LengthReader
 from gunicorn.http.message import Request
+from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from bleepstore.config import load
@@ -79,6 +82,35 @@ def _guarded(method: F) -> F:
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _write_file(resp: Response, respiter: Any) -> None:
+    """gunicorn's ``write_file``, and ``sendfile`` span by span for a body made of several
+    files (a composite blob, storage/composite.py), which gunicorn would copy through Python
+    in 8 KiB reads."""
+    spans = getattr(respiter.filelike, "sendfile_spans", None)
+    if spans is None or resp.cfg.is_ssl or not resp.can_sendfile() or resp.is_chunked():
+        Response.write_file(resp, respiter)
+        return
+    resp.send_headers()
+    if getattr(resp, "_omits_body", False):
+        return
+    out = resp.sock.fileno()  # blocking while a pool thread serves it (gthread)
+    for fd, offset, count in spans():
+        while count > 0:
+            sent = os.sendfile(out, fd, offset, count)
+            if sent == 0:
+                raise OSError(errno.EIO, "a blob file is shorter than its name says")
+            offset, count = offset + sent, count - sent
+
+
+def _raise_fd_limit() -> None:
+    """The soft limit on open files up to the hard one (as systemd's ``LimitNOFILE`` does):
+    a GET of a completed multipart upload holds a descriptor per part (up to 10,000)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(soft, 1 << 16) if hard == resource.RLIM_INFINITY else hard
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _unread_beyond(req: Any, limit: int) -> bool:
@@ -139,6 +171,7 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         self._lingering: dict[TConn, float] = {}
         self._accept_after = 0.0  # monotonic: no accept before this (see ACCEPT_YIELD_S)
         self._yields = self.cfg.workers > 1
+        _raise_fd_limit()
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -163,6 +196,7 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
                 if (waiting is not None and not waiting.sent) or _unread_beyond(
                         req, UNREAD_BODY_LIMIT):
                     start_response.__self__.force_close()
+                start_response.__self__.write_file = partial(_write_file, start_response.__self__)
                 return start_response(status, headers, exc_info)
 
             return app(environ, start)

@@ -2,10 +2,11 @@
 
 Invariants:
 - Validation (steps 1-7) finishes before any byte moves.
-- Assembly streams the listed parts, in order, into one new immutable blob in one pass
-  (the local backend copies in the kernel); the blob is fsynced and renamed before the
-  single commit that creates the object, drops the upload and parts, records the
-  ``completed_uploads`` row and the GC intents. A crash leaves the old state (the upload,
+- Assembly makes the listed parts, in order, one new immutable blob (the local backend
+  hard-links the part files into a composite blob and copies nothing; gateways compose
+  upstream); the blob is durable and in place before the single commit that creates the
+  object, drops the upload and parts, records the ``completed_uploads`` row and the GC
+  intents. A crash leaves the old state (the upload,
   completable again) or the new object (a retry replays), never a mix.
 - A Complete that loses a race (a concurrent Complete of the same upload, typically a
   client retry, or an Abort) answers like a replay or NoSuchUpload, never 500.

@@ -3,7 +3,9 @@
 Invariants:
 - Layout under the root: ``.tmp/<uuid4 hex>`` staging files, ``blobs/ab/cd/<w>`` object
   blobs, ``multipart/<upload_id>/<nnnnn>-<w>`` part blobs; ``w`` = ``secrets.token_hex(16)``.
-  Refs are those relative paths, so they never contain user data.
+  Refs are those relative paths, so they never contain user data. An object blob is a file,
+  or a directory of hard links to other blobs' files (``storage.composite``): what a
+  completed multipart upload, and a copy of one, are made of.
 - Every ref is matched (``fullmatch``) against the ref grammar before any I/O, then joined to
   the root; the realpath of the result must lie inside the root's realpath (ValueError
   otherwise). Files are opened with O_NOFOLLOW, so a symlinked blob is refused (ELOOP).
@@ -15,6 +17,8 @@ Invariants:
 - ``recover()`` deletes every staging file: call it only at startup, before any writer runs.
 - Out of space (ENOSPC/EDQUOT) while staging, copying or assembling is 503
   InsufficientStorage, raised after the staging file is gone.
+- Where hard links are refused (another filesystem, a quota on links) copies and assembly
+  write the bytes instead: same results, more I/O.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bleepstore.model import Part, StagedBlob
+from bleepstore.storage import composite
 from bleepstore.storage.backend import BlobMissing, RecoveryReport
+from bleepstore.storage.composite import CompositeReader, close_spans, open_spans
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.localio import (
     HEX2,
@@ -127,42 +133,58 @@ class LocalBackend:
         with space_refusals():
             return self._stream_copy(src_ref, ref, byte_range)
 
+    def _sources(self, data_ref: str) -> list[tuple[str, int]]:
+        """(file, size) of the files holding a blob's bytes, in order: the file of a file
+        blob, the segments of a composite one."""
+        path, st = self._lstat(data_ref)
+        return composite.segments(path) if stat.S_ISDIR(st.st_mode) else [(path, st.st_size)]
+
     def _link_copy(self, src_ref: str) -> StagedBlob | None:
-        """Hard-link the immutable source to a new object ref; None if links are unsupported."""
-        src, st = self._lstat(src_ref)
-        ref = self._new_ref("object", None, None)
-        dst = self._path(ref)
-        folder = os.path.dirname(dst)
-        ensure_dir(folder)
+        """The immutable source's files hard-linked to a new object ref; None if links are
+        unsupported."""
         try:
-            os.link(src, dst, follow_symlinks=False)
-        except FileNotFoundError as exc:
-            raise BlobMissing(src_ref) from exc
+            return self._link(self._sources(src_ref))
         except OSError as exc:
             if exc.errno in NO_LINK:
                 return None
             raise
+
+    def _link(self, sources: Sequence[tuple[str, int]]) -> StagedBlob:
+        """A new object blob made of links to ``sources`` ((file, size)): the file itself
+        for one, a composite for more. OSError (errno in NO_LINK) where links are refused."""
+        ref = self._new_ref("object", None, None)
+        dst = self._path(ref)
+        if len(sources) > 1:
+            composite.build(self._join(".tmp"), dst, sources)
+            return StagedBlob(data_ref=ref, size=sum(n for _, n in sources), md5_hex="")
+        ((src, size),), folder = sources, os.path.dirname(dst)
+        ensure_dir(folder)
+        try:
+            os.link(src, dst, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise BlobMissing(src) from exc
         try:
             fsync_dir(folder)
         except BaseException:
             os.unlink(dst)
             raise
-        return StagedBlob(data_ref=ref, size=st.st_size, md5_hex="")
+        return StagedBlob(data_ref=ref, size=size, md5_hex="")
 
     def _stream_copy(self, src_ref: str, ref: str, byte_range: ByteRange | None) -> StagedBlob:
-        src_fd = open_ro(self._path(src_ref))
+        sources = self._sources(src_ref)
+        first, count = copy_span(byte_range, sum(n for _, n in sources))
+        spans = open_spans(sources, first, count)
         try:
-            size = os.fstat(src_fd).st_size
-            first, count = copy_span(byte_range, size)
             writer = self._writer(ref, md5=True)
             try:
-                writer.copy_from_fd(src_fd, first, count)
+                for fd, offset, n in spans:
+                    writer.copy_from_fd(fd, offset, n)
                 return writer.finish()
             except BaseException:
                 writer.abort()
                 raise
         finally:
-            os.close(src_fd)
+            close_spans(spans)
 
     def import_file(self, path: str, write_id: str) -> str:
         ref = write_ref(write_id)
@@ -184,23 +206,34 @@ class LocalBackend:
         return ref
 
     def init_upload(self, upload_id: str) -> None:
-        return None  # parts are blobs of their own, assembled into a fresh one
+        return None  # parts are blobs of their own, linked into a fresh one
 
     def assemble(self, parts: Sequence[Part]) -> StagedBlob:
         with space_refusals():
             return self._assemble(parts)
 
     def _assemble(self, parts: Sequence[Part]) -> StagedBlob:
+        sources: list[tuple[str, int]] = []
+        for part in parts:
+            found = self._sources(part.data_ref)
+            size = sum(n for _, n in found)
+            if size != part.size:
+                raise ValueError(f"part {part.part_number}: {size} B on disk, {part.size} B in row")
+            sources.extend(found)
+        try:
+            return self._link(sources)
+        except OSError as exc:
+            if exc.errno not in NO_LINK:
+                raise
+        return self._concatenate(sources)
+
+    def _concatenate(self, sources: Sequence[tuple[str, int]]) -> StagedBlob:
+        """A new file blob with the bytes of ``sources``, copied (in the kernel if it can)."""
         writer = self._writer(self._new_ref("object", None, None), md5=False)
         try:
-            for index, part in enumerate(parts):
-                src_fd = open_ro(self._path(part.data_ref))
+            for index, (path, size) in enumerate(sources):
+                src_fd = open_ro(path)
                 try:
-                    size = os.fstat(src_fd).st_size
-                    if size != part.size:
-                        raise ValueError(
-                            f"part {part.part_number}: {size} B on disk, {part.size} B in row"
-                        )
                     writer.copy_from_fd(src_fd, 0, size)
                 finally:
                     os.close(src_fd)
@@ -213,10 +246,17 @@ class LocalBackend:
 
     def open_read(
         self, data_ref: str, offset: int = 0, length: int | None = None
-    ) -> LocalBlobReader:
+    ) -> LocalBlobReader | CompositeReader:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError("offset and length must be >= 0")
-        fd = open_ro(self._path(data_ref))
+        path = self._path(data_ref)
+        try:
+            fd = open_ro(path)
+        except IsADirectoryError:
+            sources = composite.segments(path)
+            end = sum(n for _, n in sources)
+            end = end if length is None else min(end, offset + length)
+            return CompositeReader(open_spans(sources, offset, max(0, end - offset)), offset)
         try:
             end = os.fstat(fd).st_size if length is None else offset + length
             os.lseek(fd, offset, os.SEEK_SET)
@@ -226,19 +266,21 @@ class LocalBackend:
         return LocalBlobReader(fd, end)
 
     def size(self, data_ref: str) -> int:
-        return self._lstat(data_ref)[1].st_size
+        path, st = self._lstat(data_ref)
+        return composite.total_size(path) if stat.S_ISDIR(st.st_mode) else st.st_size
 
     def holds(self, data_ref: str) -> bool:
         return True
 
     def _lstat(self, data_ref: str) -> tuple[str, os.stat_result]:
-        """Path and lstat of a blob; BlobMissing if absent, ELOOP if not a regular file."""
+        """Path and lstat of a blob (a file, or a composite's directory); BlobMissing if
+        absent, ELOOP if anything else."""
         path = self._path(data_ref)
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise BlobMissing(data_ref) from exc
-        if not stat.S_ISREG(st.st_mode):
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise OSError(errno.ELOOP, "blob is not a regular file", data_ref)
         return path, st
 
@@ -249,7 +291,10 @@ class LocalBackend:
             return
         path = self._path(data_ref)
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(path)  # unlink never follows a symlink
+            try:
+                os.unlink(path)  # unlink never follows a symlink
+            except IsADirectoryError:
+                remove_any(path)  # a composite: its links
 
     def check(self) -> None:
         probe = self._contained(self._join(".tmp", "probe-" + uuid.uuid4().hex))
@@ -285,6 +330,7 @@ class LocalBackend:
         cutoff = time.time() - older_than_s
         for a in subdirs(self._join("blobs"), HEX2):
             for b in subdirs(a.path, HEX2):
-                yield from old_files(b.path, f"blobs/{a.name}/{b.name}/", OBJECT_REF, cutoff)
+                yield from old_files(b.path, f"blobs/{a.name}/{b.name}/", OBJECT_REF, cutoff,
+                                     composites=True)
         for upload in subdirs(self._join("multipart"), HEX32):
             yield from old_files(upload.path, f"multipart/{upload.name}/", PART_REF, cutoff)

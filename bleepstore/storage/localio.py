@@ -294,7 +294,10 @@ def subdirs(path: str, pattern: re.Pattern[str]) -> Iterator[os.DirEntry[str]]:
     return (e for e in scan(path, pattern) if e.is_dir(follow_symlinks=False))
 
 
-def old_files(path: str, prefix: str, pattern: re.Pattern[str], cutoff: float) -> Iterator[str]:
+def old_files(path: str, prefix: str, pattern: re.Pattern[str], cutoff: float, *,
+              composites: bool = False) -> Iterator[str]:
+    """Refs (``prefix + name``) of the files, and directories when ``composites``, last
+    changed before ``cutoff``."""
     for entry in scan(path, pattern, prefix):
         try:
             st = entry.stat(follow_symlinks=False)
@@ -302,5 +305,6 @@ def old_files(path: str, prefix: str, pattern: re.Pattern[str], cutoff: float) -
             continue
         # NOTE: ctime too -- a hard-linked copy keeps the source's old mtime but its
         # link() bumps ctime, so a fresh uncommitted copy is not mistaken for an orphan.
-        if stat.S_ISREG(st.st_mode) and max(st.st_mtime, st.st_ctime) < cutoff:
+        kind_ok = stat.S_ISREG(st.st_mode) or (composites and stat.S_ISDIR(st.st_mode))
+        if kind_ok and max(st.st_mtime, st.st_ctime) < cutoff:
             yield prefix + entry.name
