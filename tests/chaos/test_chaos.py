@@ -25,6 +25,7 @@ import botocore.exceptions
 import pytest
 from chaos_load import MiB, State, candidates, client_main, load_records, write_ops
 from support.clients import boto3_client
+from support.layout import blob_refs
 from support.server import Server
 
 CLIENTS = 4
@@ -154,7 +155,7 @@ def _verify_data_dir(srv: Server) -> None:
     # small objects live in the database (storage/inline.py): the same two-way check there
     assert inline == {r for r in object_refs if r.startswith("inline:")}, \
         "inline blobs and the rows that reference them disagree"
-    blobs = {"blobs/" + f for f in _files(objects / "blobs")} | inline
+    blobs = blob_refs(objects) | inline
     assert blobs - object_refs == set(), "orphan blobs survived recovery"
     assert object_refs - blobs == set(), "objects rows whose blob is missing"
     parts = {"multipart/" + f for f in _files(objects / "multipart")}

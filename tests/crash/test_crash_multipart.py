@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 from support.clients import boto3_client
+from support.layout import blob_refs
 from support.server import Server
 
 MiB = 1024 * 1024
@@ -165,8 +167,15 @@ def test_kill_during_complete(tmp_path: Path, source: tuple[Path, str, str], fau
         s3 = client(server)
         assert "Uploads" not in s3.list_multipart_uploads(Bucket="crash")
         assert s3.head_object(Bucket="crash", Key=KEY)["ETag"] == source[2]
+        # an object blob staged before the crash (a composite of the part files) is gone
+        assert blob_refs(server.data / "objects") == object_refs(server)
     finally:
         server.kill9()
+
+
+def object_refs(server: Server) -> set[str]:
+    with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as conn:
+        return {r[0] for r in conn.execute("SELECT data_ref FROM objects")}
 
 
 def _exists(s3: Any) -> bool:
