@@ -92,6 +92,33 @@ def test_multipart_parts_on_three_nodes_complete_elsewhere(cluster: Cluster) -> 
     assert second["Body"].read() == parts[1]
 
 
+def test_a_multipart_object_of_one_node_streams_to_the_others(cluster: Cluster) -> None:
+    """Parts and Complete on one node: its object is a composite blob there (the part files
+    linked, storage/composite.py), which the other nodes read whole and by range."""
+    bucket = new_bucket(cluster)
+    rng = random.Random(3)
+    parts = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), rng.randbytes(777)]
+    whole = b"".join(parts)
+    s3 = client(cluster.node(0))
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="local-mp")["UploadId"]
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="local-mp",
+                                                     UploadId=uid, PartNumber=n,
+                                                     Body=body)["ETag"]}
+            for n, body in enumerate(parts, 1)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="local-mp", UploadId=uid,
+                                 MultipartUpload={"Parts": done})
+    wait_converged(cluster.servers)
+    ref = ref_of(cluster.node(0), bucket, "local-mp")
+    assert (cluster.node(0).data / "objects" / ref.split("/", 2)[2]).is_dir()
+    reader = client(cluster.node(2))
+    got = reader.get_object(Bucket=bucket, Key="local-mp")["Body"].read()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(whole).digest()
+    edge = reader.get_object(Bucket=bucket, Key="local-mp", Range="bytes=5242870-10485770")
+    assert edge["Body"].read() == whole[5242870:10485771]
+    last = reader.get_object(Bucket=bucket, Key="local-mp", PartNumber=3)
+    assert last["Body"].read() == parts[2]
+
+
 def test_copy_of_a_remote_object_lands_on_the_copying_node(cluster: Cluster) -> None:
     bucket = new_bucket(cluster)
     body = random.Random(3).randbytes(MiB)
