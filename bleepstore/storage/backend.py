@@ -51,6 +51,26 @@ class BlobWriter(Protocol):
         """Bytes written so far."""
 
 
+READ_CHUNK = 1 << 20  # the largest chunk a reader's iteration yields
+
+
+class _Reads(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class ChunkIteration:
+    """Iteration as ``BlobReader`` wants it: ``read(READ_CHUNK)`` until it returns b""."""
+
+    def __iter__(self: _Reads) -> Iterator[bytes]:
+        return self  # type: ignore[return-value]
+
+    def __next__(self: _Reads) -> bytes:
+        chunk = self.read(READ_CHUNK)
+        if not chunk:
+            raise StopIteration
+        return chunk
+
+
 class BlobReader(Protocol):
     """A bounded view of a blob: an iterator of chunks of at most 1 MiB and a ``read``;
     neither goes past ``offset + length``. The local backend's reader is also a real file

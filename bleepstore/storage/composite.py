@@ -25,10 +25,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.backend import BlobMissing, ChunkIteration
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.localio import (
-    CHUNK,
     DIR_MODE,
     RO_FLAGS,
     ensure_dir,
@@ -129,7 +128,7 @@ def build(tmp_root: str, final: str, sources: Sequence[tuple[str, int]]) -> None
         raise
 
 
-class CompositeReader:
+class CompositeReader(ChunkIteration):
     """A bounded view over spans of segment files: ``read``/``readinto``, iteration in
     chunks of at most 1 MiB, ``tell`` (the position in the object), and ``sendfile_spans``
     for a server that can ``sendfile`` each span itself (BleepStore's gunicorn worker). No
@@ -191,12 +190,3 @@ class CompositeReader:
     def close(self) -> None:
         spans, self._spans = self._spans, []
         close_spans(spans)
-
-    def __iter__(self) -> CompositeReader:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = self.read(CHUNK)
-        if not chunk:
-            raise StopIteration
-        return chunk

@@ -30,9 +30,8 @@ from typing import Protocol
 
 from bleepstore import errors
 from bleepstore.model import Part, StagedBlob
-from bleepstore.storage.backend import BlobMissing, RecoveryReport
+from bleepstore.storage.backend import BlobMissing, ChunkIteration, RecoveryReport
 from bleepstore.storage.localio import (
-    CHUNK,
     HEX32,
     OBJECT_REF,
     PART_REF,
@@ -204,7 +203,7 @@ class SpoolWriter:
             pass
 
 
-class CloudReader:
+class CloudReader(ChunkIteration):
     """A bounded stream of a cloud object: ``read(size)`` and iteration, no ``fileno``
     (gunicorn then streams it instead of ``sendfile``)."""
 
@@ -237,14 +236,6 @@ class CloudReader:
         if close is not None:
             close()
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        data = self.read(CHUNK)
-        if not data:
-            raise StopIteration
-        return data
 
 
 class GatewayBackend:

@@ -18,13 +18,12 @@ import hashlib
 import io
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from bleepstore.model import INLINE_REF_PREFIX, StagedBlob
-from bleepstore.storage.backend import BlobWriter
+from bleepstore.storage.backend import BlobWriter, ChunkIteration
 
 INLINE_REF = re.compile(re.escape(INLINE_REF_PREFIX) + r"[0-9a-f]{32}")
-READ_CHUNK = 1024 * 1024
 
 
 def new_inline_ref() -> str:
@@ -75,16 +74,8 @@ class InlineWriter:
         return self._spill.size if self._spill is not None else len(self._buf)
 
 
-class InlineReader(io.BytesIO):
+class InlineReader(ChunkIteration, io.BytesIO):
     """A ``BlobReader`` over bytes already read from the database (at most the inline
     limit): ``read``, ``tell``, iteration in chunks, ``close``; no ``fileno``, so the
     server writes it rather than sendfile-ing it."""
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = self.read(READ_CHUNK)
-        if not chunk:
-            raise StopIteration
-        return chunk

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from bleepstore import errors
 from bleepstore.model import StagedBlob
-from bleepstore.storage.backend import BlobMissing
+from bleepstore.storage.backend import BlobMissing, ChunkIteration
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.writebehind import WriteBehind
 
@@ -138,7 +138,7 @@ def open_ro(path: str) -> int:
     return fd
 
 
-class LocalBlobReader(io.FileIO):
+class LocalBlobReader(ChunkIteration, io.FileIO):
     """A real file seeked to the range start (gunicorn can ``sendfile`` it) that never
     reads past ``end`` -- through ``read``/``readinto`` or iteration (<= 1 MiB chunks)."""
 
@@ -161,15 +161,6 @@ class LocalBlobReader(io.FileIO):
     def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         return super().readinto(view[: self._remaining()]) or 0
-
-    def __iter__(self) -> LocalBlobReader:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = self.read(CHUNK)
-        if not chunk:
-            raise StopIteration
-        return chunk
 
 
 class LocalBlobWriter:
