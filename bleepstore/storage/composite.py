@@ -29,9 +29,9 @@ from bleepstore.storage.backend import BlobMissing, ChunkIteration
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.localio import (
     DIR_MODE,
-    RO_FLAGS,
     ensure_dir,
     fsync_dir,
+    open_ro,
     remove_any,
     scan,
 )
@@ -68,23 +68,12 @@ def open_spans(sources: Sequence[tuple[str, int]], first: int, count: int) -> li
             if count and end > first and start < first + count:
                 offset = max(first - start, 0)
                 n = min(end, first + count) - (start + offset)
-                spans.append((_open_segment(path), offset, n))
+                spans.append((open_ro(path), offset, n))
             start = end
     except BaseException:
         close_spans(spans)
         raise
     return spans
-
-
-def _open_segment(path: str) -> int:
-    try:
-        fd = os.open(path, RO_FLAGS)
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise BlobMissing(path) from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise BlobMissing(f"{path} is not a regular file")
-    return fd
 
 
 def close_spans(spans: Sequence[Span]) -> None:
