@@ -35,7 +35,7 @@ from pathlib import Path
 from bleepstore.model import Part, StagedBlob
 from bleepstore.storage import composite
 from bleepstore.storage.backend import BlobMissing, RecoveryReport
-from bleepstore.storage.composite import CompositeReader, close_spans, open_spans
+from bleepstore.storage.composite import CompositeReader
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.localio import (
     HEX2,
@@ -173,18 +173,18 @@ class LocalBackend:
     def _stream_copy(self, src_ref: str, ref: str, byte_range: ByteRange | None) -> StagedBlob:
         sources = self._sources(src_ref)
         first, count = copy_span(byte_range, sum(n for _, n in sources))
-        spans = open_spans(sources, first, count)
+        reader = CompositeReader(composite.plan(sources, first, count), first)
         try:
             writer = self._writer(ref, md5=True)
             try:
-                for fd, offset, n in spans:
+                for fd, offset, n in reader.sendfile_spans():
                     writer.copy_from_fd(fd, offset, n)
                 return writer.finish()
             except BaseException:
                 writer.abort()
                 raise
         finally:
-            close_spans(spans)
+            reader.close()
 
     def import_file(self, path: str, write_id: str) -> str:
         ref = write_ref(write_id)
@@ -256,7 +256,7 @@ class LocalBackend:
             sources = composite.segments(path)
             end = sum(n for _, n in sources)
             end = end if length is None else min(end, offset + length)
-            return CompositeReader(open_spans(sources, offset, max(0, end - offset)), offset)
+            return CompositeReader(composite.plan(sources, offset, max(0, end - offset)), offset)
         try:
             end = os.fstat(fd).st_size if length is None else offset + length
             os.lseek(fd, offset, os.SEEK_SET)

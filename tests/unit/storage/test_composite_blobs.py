@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bleepstore import errors
 from bleepstore.model import Part
+from bleepstore.storage import composite as composite_module
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.composite import CompositeReader
+from bleepstore.storage.composite import EAGER_SEGMENTS, CompositeReader
 from bleepstore.storage.local import LocalBackend
 
 UID = "fedcba9876543210fedcba9876543210"
@@ -208,3 +210,56 @@ def test_modes_are_private(backend: LocalBackend,
                            composite: tuple[str, bytes, list[Part]]) -> None:
     ref, _, _ = composite
     assert stat.S_IMODE(os.stat(path_of(backend, ref)).st_mode) == 0o700
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_reader_holds_a_bounded_number_of_files(backend: LocalBackend) -> None:
+    """A few parallel GETs of a 10,000-part object must not use up the worker's descriptors."""
+    count = EAGER_SEGMENTS + 72
+    parts, whole = write_parts(backend, [10] * count)
+    ref = backend.assemble(parts).data_ref
+    before = open_fds()
+    reader = backend.open_read(ref)
+    assert open_fds() - before == EAGER_SEGMENTS
+    assert reader.read(5 * 10) == whole[:50]
+    assert open_fds() - before <= EAGER_SEGMENTS
+    got = reader.read(2000 - 50)
+    assert open_fds() - before <= EAGER_SEGMENTS  # read-past files are closed as it goes
+    assert got + b"".join(reader) == whole[50:]
+    reader.close()
+    assert open_fds() == before
+
+
+def test_beyond_the_eager_files_a_deleted_composite_ends_the_read(backend: LocalBackend) -> None:
+    parts, whole = write_parts(backend, [10] * (EAGER_SEGMENTS + 2))
+    ref = backend.assemble(parts).data_ref
+    backend.delete(f"upload:{UID}")
+    reader = backend.open_read(ref)
+    backend.delete(ref)
+    assert reader.read(EAGER_SEGMENTS * 10) == whole[:EAGER_SEGMENTS * 10]  # held open
+    with pytest.raises(BlobMissing):
+        reader.read(10)  # the client sees a short body and retries
+    reader.close()
+
+
+def test_out_of_descriptors_is_slow_down(backend: LocalBackend,
+                                         composite: tuple[str, bytes, list[Part]],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ref, _, _ = composite
+    real_open = composite_module.open_ro
+    opened: list[int] = []
+
+    def exhausted(path: str) -> int:
+        if len(opened) == 2:
+            raise OSError(errno.EMFILE, "Too many open files")
+        opened.append(real_open(path))
+        return opened[-1]
+
+    monkeypatch.setattr(composite_module, "open_ro", exhausted)
+    before = open_fds()
+    with pytest.raises(errors.SlowDown):
+        backend.open_read(ref)
+    assert open_fds() == before  # the two it had opened are closed again
