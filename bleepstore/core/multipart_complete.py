@@ -6,8 +6,8 @@ Invariants:
   hard-links the part files into a composite blob and copies nothing; gateways compose
   upstream); the blob is durable and in place before the single commit that creates the
   object, drops the upload and parts, records the ``completed_uploads`` row and the GC
-  intents. A crash leaves the old state (the upload,
-  completable again) or the new object (a retry replays), never a mix.
+  intents. A crash leaves the old state (the upload, completable again) or the new
+  object (a retry replays), never a mix.
 - A Complete that loses a race (a concurrent Complete of the same upload, typically a
   client retry, or an Abort) answers like a replay or NoSuchUpload, never 500.
 - ``If-Match`` / ``If-None-Match: *`` are PutObject's (``s3.conditions``), decided by the

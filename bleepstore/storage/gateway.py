@@ -237,7 +237,6 @@ class CloudReader(ChunkIteration):
             close()
 
 
-
 class GatewayBackend:
     """What every gateway shares (see the module invariants); a ``StorageBackend`` once a
     subclass says how multipart works (``ComposeGateway``, ``NativeGateway``)."""

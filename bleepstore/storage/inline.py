@@ -78,4 +78,3 @@ class InlineReader(ChunkIteration, io.BytesIO):
     """A ``BlobReader`` over bytes already read from the database (at most the inline
     limit): ``read``, ``tell``, iteration in chunks, ``close``; no ``fileno``, so the
     server writes it rather than sendfile-ing it."""
-

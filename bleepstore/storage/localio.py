@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 
 from bleepstore import errors
 from bleepstore.model import StagedBlob
-from bleepstore.storage.backend import BlobMissing, ChunkIteration
+from bleepstore.storage.backend import READ_CHUNK, BlobMissing, ChunkIteration
 from bleepstore.storage.faults import fault_point
 from bleepstore.storage.writebehind import WriteBehind
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-CHUNK = 1 << 20  # 1 MiB: the largest read, iteration chunk and copy step
+CHUNK = READ_CHUNK  # 1 MiB: the largest read and copy step, as large as an iteration chunk
 WRITE_BEHIND_AFTER = 4 << 20  # small bodies are written inline: no thread to start
 MAX_PART_NUMBER = 10_000
 DIR_MODE = 0o700
