@@ -27,6 +27,7 @@ worker stops accepting for at most ``ACCEPT_YIELD_S`` at a time (it never starve
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import os
 import resource
@@ -39,6 +40,7 @@ from concurrent import futures
 from functools import partial, wraps
 from typing import Any, TypeVar
 
+import gunicorn.http.wsgi
 from gunicorn import util
 from gunicorn.http.body import LengthReader
 from gunicorn.http.message import Request
@@ -84,24 +86,56 @@ def _guarded(method: F) -> F:
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-def _write_file(resp: Response, respiter: Any) -> None:
-    """gunicorn's ``write_file``, and ``sendfile`` span by span for a body made of several
-    files (a composite blob, storage/composite.py), which gunicorn would copy through Python
-    in 8 KiB reads."""
-    spans = getattr(respiter.filelike, "sendfile_spans", None)
-    if spans is None or resp.cfg.is_ssl or not resp.can_sendfile() or resp.is_chunked():
-        Response.write_file(resp, respiter)
-        return
-    resp.send_headers()
-    if getattr(resp, "_omits_body", False):
-        return
-    out = resp.sock.fileno()  # blocking while a pool thread serves it (gthread)
-    for fd, offset, count in spans():
-        while count > 0:
-            sent = os.sendfile(out, fd, offset, count)
-            if sent == 0:
-                raise OSError(errno.EIO, "a blob file is shorter than its name says")
-            offset, count = offset + sent, count - sent
+_date: tuple[int, str] = (-1, "")
+
+
+def http_date_now() -> str:
+    """The ``Date`` header value, formatted once a second instead of once a response."""
+    global _date
+    now = int(time.time())
+    cached = _date
+    if cached[0] != now:
+        cached = _date = (now, email.utils.formatdate(now, usegmt=True))
+    return cached[1]
+
+
+class S3Response(Response):  # type: ignore[misc]
+    """gunicorn's HTTP/1 response with a cached ``Date`` and ``sendfile`` of composite
+    blobs. Installed as ``gunicorn.http.wsgi.Response`` in each worker: ``wsgi.create``
+    builds every HTTP/1 response from that name."""
+
+    def default_headers(self) -> list[str]:
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        major, minor = self.req.version
+        headers = [f"HTTP/{major}.{minor} {self.status}\r\n", f"Server: {self.version}\r\n",
+                   f"Date: {http_date_now()}\r\n", f"Connection: {connection}\r\n"]
+        if self.chunked:
+            headers.append("Transfer-Encoding: chunked\r\n")
+        return headers
+
+    def write_file(self, respiter: Any) -> None:
+        """gunicorn's ``write_file``, and ``sendfile`` span by span for a body made of
+        several files (a composite blob, storage/composite.py), which gunicorn would copy
+        through Python in 8 KiB reads."""
+        spans = getattr(respiter.filelike, "sendfile_spans", None)
+        if spans is None or self.cfg.is_ssl or not self.can_sendfile() or self.is_chunked():
+            super().write_file(respiter)
+            return
+        self.send_headers()
+        if getattr(self, "_omits_body", False):
+            return
+        out = self.sock.fileno()  # blocking while a pool thread serves it (gthread)
+        for fd, offset, count in spans():
+            while count > 0:
+                sent = os.sendfile(out, fd, offset, count)
+                if sent == 0:
+                    raise OSError(errno.EIO, "a blob file is shorter than its name says")
+                offset, count = offset + sent, count - sent
 
 
 def _raise_fd_limit() -> None:
@@ -172,6 +206,7 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         self._accept_after = 0.0  # monotonic: no accept before this (see ACCEPT_YIELD_S)
         self._yields = self.cfg.workers > 1
         _raise_fd_limit()
+        gunicorn.http.wsgi.Response = S3Response
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -196,7 +231,6 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
                 if (waiting is not None and not waiting.sent) or _unread_beyond(
                         req, UNREAD_BODY_LIMIT):
                     start_response.__self__.force_close()
-                start_response.__self__.write_file = partial(_write_file, start_response.__self__)
                 return start_response(status, headers, exc_info)
 
             return app(environ, start)
@@ -243,15 +277,23 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         """A kept-alive connection has its next request coming."""
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await_head(conn, b"")
-        self._on_head_data(conn, client)
+        self._await_head(conn, b"", readable=True)
 
-    def _await_head(self, conn: TConn, buffered: bytes) -> None:
+    def _await_head(self, conn: TConn, buffered: bytes, readable: bool = False) -> None:
+        """Read the head of ``conn``'s next request, from ``buffered`` and, if ``readable``,
+        the socket at once: the poller is only asked to watch a head still incomplete
+        (most heads arrive whole, and go to a pool thread with no poller calls)."""
         conn.head = bytearray(buffered)
+        conn.head_polled = False
         self._heads[conn] = time.monotonic() + self.header_timeout
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_data, conn))
-        if buffered:
+        if readable:
+            self._on_head_data(conn, conn.sock)
+        elif buffered:
             self._check_head(conn)
+        if conn in self._heads:
+            self.poller.register(conn.sock, selectors.EVENT_READ,
+                                 partial(self._on_head_data, conn))
+            conn.head_polled = True
 
     @_guarded
     def _on_head_data(self, conn: TConn, sock: socket.socket) -> None:
@@ -298,7 +340,8 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
 
     def _end_head(self, conn: TConn) -> None:
         del self._heads[conn]
-        self._unregister(conn)
+        if conn.head_polled:
+            self._unregister(conn)
 
     def _close(self, conn: TConn) -> None:
         self.nr_conns -= 1

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from bleepstore.logs import write_info_line
 from bleepstore.s3.router import is_console_path
 from bleepstore.web.client_ip import environ_client_ip, parse_trusted
 from bleepstore.web.environ import raw_target
@@ -203,7 +204,8 @@ class Observed:
         }
         if status >= 400 and error_code:
             fields["error_code"] = error_code
-        access.info("%s %s %s", fields["method"], fields["path"], status, extra=fields)
+        if not write_info_line(access, f"{fields['method']} {fields['path']} {status}", fields):
+            access.info("%s %s %s", fields["method"], fields["path"], status, extra=fields)
 
 
 def set_aside_metrics_bearer(environ: dict[str, Any]) -> None:
