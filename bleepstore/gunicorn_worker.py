@@ -18,11 +18,17 @@ burst of new connections (a client opening its pool) tended to land on one worke
 16 keep-alive connections, 16 on one worker and none on the other halved GET throughput
 and doubled its CPU per request (GIL contention; docs/performance.md). A worker that
 already holds a connection for each of its threads therefore stops polling the listener
-for ``ACCEPT_YIELD_S`` after each accept, so an idler peer takes the next ones.
+for ``ACCEPT_YIELD_S`` after each accept, so an idler peer takes the next ones. Connections
+already kept alive stay where they are, so a worker that was alone when a client opened
+its pool (the first to boot, the survivor while a crashed peer is replaced) would keep
+them all: workers publish their counts in shared memory (web/balance.py), and one holding
+well above its share answers that many responses with ``Connection: close`` and stops
+accepting for ``BALANCE_PAUSE_S``, so the clients reconnect to its peers.
 
 Invariants: a pool thread only runs a request whose head is fully buffered; no main-loop
 step blocks; a connection counts in ``nr_conns`` from accept until it stops serving; a
-worker stops accepting for at most ``ACCEPT_YIELD_S`` at a time (it never starves).
+worker stops accepting for at most ``ACCEPT_YIELD_S`` at a time, or ``BALANCE_PAUSE_S``
+while a live peer holds fewer connections (it never starves).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from bleepstore.config import load
+from bleepstore.web.balance import ConnectionTable, excess
 from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
 from bleepstore.web.environ import CONTINUE_KEY
 
@@ -59,6 +66,10 @@ LINGER_LIMIT = 1024 * 1024
 UNREAD_BODY_GRACE_S = 0.25  # a pool thread's drain of an unread body before keep-alive
 UNREAD_BODY_LIMIT = 256 * 1024
 ACCEPT_YIELD_S = 0.001
+BALANCE_EVERY_S = 0.5  # publish this worker's connection count, compare with the peers'
+BALANCE_HOLD_S = 2.0  # after handing connections back, before the next comparison
+BALANCE_PAUSE_S = 1.0  # no accepting while the handed-back connections reconnect
+CONNECTIONS = ConnectionTable()  # created in the master, which imports this module: shared
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -205,6 +216,9 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         self._lingering: dict[TConn, float] = {}
         self._accept_after = 0.0  # monotonic: no accept before this (see ACCEPT_YIELD_S)
         self._yields = self.cfg.workers > 1
+        self._shed = 0  # responses still to answer with Connection: close (balance)
+        self._shed_lock = threading.Lock()
+        self._balance_at = 0.0
         _raise_fd_limit()
         gunicorn.http.wsgi.Response = S3Response
         super().init_process()
@@ -229,7 +243,7 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
                 # and a proxy that pooled the connection would send the next request,
                 # a PUT it cannot retry, into the closed socket (nginx: 502).
                 if (waiting is not None and not waiting.sent) or _unread_beyond(
-                        req, UNREAD_BODY_LIMIT):
+                        req, UNREAD_BODY_LIMIT) or (self._shed > 0 and self._take_shed()):
                     start_response.__self__.force_close()
                 return start_response(status, headers, exc_info)
 
@@ -249,6 +263,25 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         if pause > 0:
             timeout = min(timeout, pause)
         super().wait_for_and_dispatch_events(timeout)
+
+    def _balance(self, now: float) -> None:
+        """Main loop: publish this worker's count; above its share, hand the excess back."""
+        CONNECTIONS.publish(self.age, os.getpid(), self.nr_conns)
+        over = excess(self.nr_conns, CONNECTIONS.live_counts())
+        self._balance_at = now + (BALANCE_HOLD_S if over else BALANCE_EVERY_S)
+        if over:
+            with self._shed_lock:
+                self._shed = over
+            self._accept_after = max(self._accept_after, now + BALANCE_PAUSE_S)
+            self.set_accept_enabled(False)
+            self.log.debug("handing %d of %d connections back to peers", over, self.nr_conns)
+
+    def _take_shed(self) -> bool:
+        with self._shed_lock:
+            if self._shed <= 0:
+                return False
+            self._shed -= 1
+            return True
 
     def _accepted(self) -> None:
         self.nr_conns += 1
@@ -433,6 +466,8 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
     def murder_keepalived(self, force: bool = False) -> None:
         super().murder_keepalived(force)
         now = time.monotonic()
+        if self._yields and self.alive and now >= self._balance_at:
+            self._balance(now)
         for conn, deadline in list(self._heads.items()):
             if deadline > now and not force:
                 break
