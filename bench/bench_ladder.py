@@ -67,7 +67,12 @@ def cpu_per_request(srv: Server, targets: list[str], secs: float, work: Path,
     """ops/s and server CPU ms per request; every answer must be a 2xx unless ``refused``
     (then every one is an error status, which wrk counts)."""
     assert srv.proc is not None
-    pids = tree(srv.proc.pid)
+    deadline = time.monotonic() + 30
+    while len(pids := tree(srv.proc.pid)) < 1 + srv.workers:  # every worker's CPU counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers never all started: {pids}")
+        time.sleep(0.1)
+    wrk(srv.endpoint, targets, "GET", 0, 16, 1, work)  # warm: every worker booted, spread
     before = {pid: cpu_s(pid) for pid in pids}
     res = wrk(srv.endpoint, targets, "GET", 0, 16, secs, work)
     used = sum(cpu_s(pid) - before[pid] for pid in pids)

@@ -3,7 +3,7 @@
 
 Invariants: resources never decide which operation runs (the pure router did); object
 bodies reach gunicorn as a real file (or a composite blob's files, sent one after the other
-by gunicorn_worker._write_file) with a Content-Length, so it can ``sendfile``; a
+by gunicorn_worker.S3Response.write_file) with a Content-Length, so it can ``sendfile``; a
 request carrying a header BleepStore does not implement is refused (501) before its
 operation starts, so before any body byte is read or anything changes; ``source_ip`` is
 the client behind ``server.trusted_proxies`` (web/client_ip.py), never a header a client
