@@ -21,6 +21,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH / "wrk_urls.lua"
+WRK_SIGNED_SCRIPT = BENCH / "wrk_signed.lua"
 MiB = 1024 * 1024
 MB = 1_000_000
 
@@ -163,12 +164,38 @@ def wrk(base_url: str, targets: list[str], method: str, body_size: int, conns: i
         targets = targets * threads
     urls = workdir / f"wrk-{method}-{conns}.txt"
     urls.write_text("\n".join(targets) + "\n")
-    env = {**os.environ, "BENCH_URLS": str(urls), "BENCH_METHOD": method,
-           "BENCH_BODY": str(body_size), "BENCH_THREADS": str(threads)}
+    try:
+        return _run_wrk(base_url, WRK_SCRIPT, {"BENCH_URLS": str(urls)}, method, body_size,
+                        conns, seconds, threads)
+    finally:
+        urls.unlink()
+
+
+def wrk_signed(base_url: str, requests: list[tuple[str, dict[str, str]]], method: str,
+               body_size: int, conns: int, seconds: float, workdir: Path, threads: int = 2
+               ) -> dict[str, Any]:
+    """One wrk run replaying complete requests (target + headers, e.g. header-signed as
+    boto3 signs them) round-robin; every body is ``body_size`` bytes of ``b``."""
+    if len(requests) < threads:
+        requests = requests * threads
+    lines = workdir / f"wrk-signed-{method}-{conns}.txt"
+    lines.write_text("".join(
+        "\t".join([target, *(f"{k}: {v}" for k, v in headers.items())]) + "\n"
+        for target, headers in requests))
+    try:
+        return _run_wrk(base_url, WRK_SIGNED_SCRIPT, {"BENCH_REQUESTS": str(lines)}, method,
+                        body_size, conns, seconds, threads)
+    finally:
+        lines.unlink()
+
+
+def _run_wrk(base_url: str, script: Path, env: dict[str, str], method: str, body_size: int,
+             conns: int, seconds: float, threads: int) -> dict[str, Any]:
+    env = {**os.environ, **env, "BENCH_METHOD": method, "BENCH_BODY": str(body_size),
+           "BENCH_THREADS": str(threads)}
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
-           "-s", str(WRK_SCRIPT), base_url]
+           "-s", str(script), base_url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    urls.unlink()
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
