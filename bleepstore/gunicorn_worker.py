@@ -265,16 +265,20 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         super().wait_for_and_dispatch_events(timeout)
 
     def _balance(self, now: float) -> None:
-        """Main loop: publish this worker's count; above its share, hand the excess back."""
-        CONNECTIONS.publish(self.age, os.getpid(), self.nr_conns)
-        over = excess(self.nr_conns, CONNECTIONS.live_counts())
+        """Main loop: publish this worker's count; above its share, hand the excess back.
+        Connections whose request head is still arriving are not counted: idle sockets (a
+        slow or hostile client's) get no response to close, and would only make this
+        worker close honest clients' connections."""
+        serving = self.nr_conns - len(self._heads)
+        CONNECTIONS.publish(self.age, os.getpid(), serving)
+        over = excess(serving, CONNECTIONS.live_counts())
         self._balance_at = now + (BALANCE_HOLD_S if over else BALANCE_EVERY_S)
         if over:
             with self._shed_lock:
                 self._shed = over
             self._accept_after = max(self._accept_after, now + BALANCE_PAUSE_S)
             self.set_accept_enabled(False)
-            self.log.debug("handing %d of %d connections back to peers", over, self.nr_conns)
+            self.log.debug("handing %d of %d connections back to peers", over, serving)
 
     def _take_shed(self) -> bool:
         with self._shed_lock:

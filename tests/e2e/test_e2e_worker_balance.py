@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -104,4 +105,29 @@ def test_once_balanced_no_connection_is_closed(tmp_path: Path) -> None:
         assert established_by_pid(srv.port, pids) == settled
         _close(conns)
     finally:
+        srv.stop()
+
+
+def test_idle_sockets_do_not_make_a_worker_close_honest_connections(tmp_path: Path) -> None:
+    """Sockets that never send a head sit on one worker (its peer stopped while they
+    connect): they get no response to close, so they must not count, or the worker would
+    close the honest clients' connections instead."""
+    srv = Server(tmp_path, threads=4).start()
+    idle: list[socket.socket] = []
+    try:
+        alone, peer = _booted_workers(srv)
+        os.kill(peer, signal.SIGSTOP)
+        try:
+            idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(24)]
+            conns = _open(srv.port, 4)
+            assert established_by_pid(srv.port, (alone, peer)) == {alone: 28, peer: 0}
+        finally:
+            os.kill(peer, signal.SIGCONT)
+        sockets = [conn.sock for conn in conns]
+        _serve_for(conns, 3)
+        assert [conn.sock for conn in conns] == sockets, "an honest connection was closed"
+        _close(conns)
+    finally:
+        for sock in idle:
+            sock.close()
         srv.stop()
