@@ -10,6 +10,7 @@ from bleepstore.gunicorn_conf import (  # noqa: F401
     on_exit,
     on_starting,
     post_fork,
+    pre_fork,
     when_ready,
     worker_int,
 )

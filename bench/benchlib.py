@@ -21,7 +21,6 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH / "wrk_urls.lua"
-WRK_SIGNED_SCRIPT = BENCH / "wrk_signed.lua"
 MiB = 1024 * 1024
 MB = 1_000_000
 
@@ -160,15 +159,8 @@ def stream_get(port: int, target: str, expect: int) -> float:
 def wrk(base_url: str, targets: list[str], method: str, body_size: int, conns: int,
         seconds: float, workdir: Path, threads: int = 2) -> dict[str, Any]:
     """One wrk run cycling over ``targets``; ops/s and latency percentiles (ms)."""
-    if len(targets) < threads:
-        targets = targets * threads
-    urls = workdir / f"wrk-{method}-{conns}.txt"
-    urls.write_text("\n".join(targets) + "\n")
-    try:
-        return _run_wrk(base_url, WRK_SCRIPT, {"BENCH_URLS": str(urls)}, method, body_size,
-                        conns, seconds, threads)
-    finally:
-        urls.unlink()
+    return wrk_signed(base_url, [(t, {}) for t in targets], method, body_size, conns,
+                      seconds, workdir, threads)
 
 
 def wrk_signed(base_url: str, requests: list[tuple[str, dict[str, str]]], method: str,
@@ -178,13 +170,13 @@ def wrk_signed(base_url: str, requests: list[tuple[str, dict[str, str]]], method
     boto3 signs them) round-robin; every body is ``body_size`` bytes of ``b``."""
     if len(requests) < threads:
         requests = requests * threads
-    lines = workdir / f"wrk-signed-{method}-{conns}.txt"
+    lines = workdir / f"wrk-{method}-{conns}.txt"
     lines.write_text("".join(
         "\t".join([target, *(f"{k}: {v}" for k, v in headers.items())]) + "\n"
         for target, headers in requests))
     try:
-        return _run_wrk(base_url, WRK_SIGNED_SCRIPT, {"BENCH_REQUESTS": str(lines)}, method,
-                        body_size, conns, seconds, threads)
+        return _run_wrk(base_url, WRK_SCRIPT, {"BENCH_URLS": str(lines)}, method, body_size,
+                        conns, seconds, threads)
     finally:
         lines.unlink()
 

@@ -55,6 +55,8 @@ class ServerConfig:
     min_body_rate_bytes_s: int = 1024
     min_body_rate_window_s: int = 10
     worker_connections: int = 1000
+    # [BS] auto: with 2+ workers and 2+ CPUs, each worker's threads on a CPU of its own
+    cpu_affinity: Literal["auto", "off"] = "auto"
     max_object_size: int = 5497558138880
     max_buckets: int = 10000
     # [BS] peers (IPs or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed

@@ -24,7 +24,7 @@ from typing import Any
 import gunicorn.http.wsgi
 from gunicorn.glogging import Logger as GunicornLogger
 
-from bleepstore import __version__
+from bleepstore import __version__, cpus
 from bleepstore.config import (
     Config,
     ConfigError,
@@ -193,6 +193,19 @@ def when_ready(server: Any) -> None:
     """Master, listening: a banner for a person at a terminal (logs stay JSON lines)."""
     if sys.stderr.isatty():
         print(banner(_cfg), file=sys.stderr, flush=True)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Master, before each fork: the CPU the new worker's threads will share (cpus.py),
+    the one the fewest live workers use, or None (``server.cpu_affinity: off``, one
+    worker, or one usable CPU)."""
+    worker.bleepstore_cpu = None
+    if _server.cpu_affinity == "off" or _server.workers < 2:
+        return
+    usable = cpus.usable()
+    if len(usable) > 1:
+        taken = [getattr(w, "bleepstore_cpu", None) for w in server.WORKERS.values()]
+        worker.bleepstore_cpu = cpus.pick(usable, taken)
 
 
 def post_fork(server: Any, worker: Any) -> None:

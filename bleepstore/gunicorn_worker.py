@@ -53,6 +53,7 @@ from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from bleepstore import cpus
 from bleepstore.config import load
 from bleepstore.web.balance import ConnectionTable, excess
 from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
@@ -220,8 +221,19 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
         self._shed_lock = threading.Lock()
         self._balance_at = 0.0
         _raise_fd_limit()
+        self._pin()
         gunicorn.http.wsgi.Response = S3Response
         super().init_process()
+
+    def _pin(self) -> None:
+        """Before any thread exists: this worker's threads on the CPU the master chose."""
+        cpu = getattr(self, "bleepstore_cpu", None)
+        if cpu is None:
+            return
+        try:
+            cpus.pin(cpu)
+        except OSError as exc:  # e.g. the CPU left this process's cpuset since the pick
+            self.log.warning("not pinned to CPU %s: %s", cpu, exc)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()

@@ -8,7 +8,8 @@ Invariants: chunks are hashed and written in the order given; at most ``depth`` 
 (<= 1 MiB each) wait in each lane, so ~2 x ``depth`` in memory; the first failure (e.g.
 ENOSPC) is re-raised to the caller on its next ``put`` or at ``close``; ``close`` returns
 only when every byte has been handed to the kernel and hashed. hashlib and os.write
-release the GIL, so the threads really overlap.
+release the GIL, so the threads really overlap: while they run, the request thread and
+its helpers may use every CPU even when the worker is pinned to one (cpus.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import queue
 import threading
 from typing import Any
+
+from bleepstore import cpus
 
 _STOP = object()
 
@@ -63,6 +66,9 @@ class WriteBehind:
     so a large body is received, hashed and written on up to three cores at once)."""
 
     def __init__(self, fd: int, md5: Any, depth: int = 4) -> None:
+        # NOTE: widened before the lanes start, so they inherit it; close() narrows back.
+        self._owner = threading.get_ident()
+        self._pinned = cpus.unpin_this_thread()
         self._lanes = [_Lane(lambda data: write_all(fd, data), depth, "bleepstore-write")]
         if md5 is not None:
             self._lanes.append(_Lane(md5.update, depth, "bleepstore-md5"))
@@ -81,4 +87,7 @@ class WriteBehind:
         """Wait for every queued chunk; re-raise the first failure."""
         for lane in self._lanes:
             lane.join()
+        if threading.get_ident() == self._owner:
+            cpus.repin_this_thread(self._pinned)
+            self._pinned = None
         self._raise()

@@ -50,6 +50,7 @@ def test_bleepstore_config_must_exist(tmp_path: Path) -> None:
     ("server:\n  workers: -1\n", "server.workers"),
     ("server:\n  header_timeout_s: 0\n", "server.header_timeout_s"),
     ("server:\n  min_body_rate_bytes_s: -1\n", "server.min_body_rate_bytes_s"),
+    ("server:\n  cpu_affinity: yes\n", "server.cpu_affinity"),
     ("storage:\n  backend: aws\n", "storage.aws.bucket"),
     ("storage:\n  backend: gcp\n", "storage.gcp.bucket"),
     ("storage:\n  backend: azure\n", "storage.azure.container"),
