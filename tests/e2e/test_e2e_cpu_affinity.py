@@ -28,7 +28,7 @@ def _threads_cpus(pid: int) -> set[frozenset[int]]:
     return out
 
 
-def _workers(srv: Server, n: int, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+def _workers(srv: Server, n: int, exclude: frozenset[int] = frozenset()) -> list[int]:
     deadline = time.monotonic() + 30
     while True:
         pids = [p for p in srv.worker_pids() if p not in exclude]
@@ -58,15 +58,17 @@ def test_workers_get_a_cpu_each_keep_it_after_a_large_put_and_a_replacement_take
         assert set(by_pid.values()) == {min(ALL), sorted(ALL)[1]}
         assert os.sched_getaffinity(srv.proc.pid) == ALL  # the master is never pinned
         os.kill(first, signal.SIGKILL)
-        (replacement,) = _workers(srv, 1, exclude={second})
+        (replacement,) = _workers(srv, 1, exclude=frozenset({first, second}))
         deadline = time.monotonic() + 30
         while True:  # pinned in init_process, a moment after the fork
             try:
-                if _cpu_of(replacement) == by_pid[first]:
-                    break
-            except AssertionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+                got: int | None = _cpu_of(replacement)
+            except AssertionError:  # not pinned yet
+                got = None
+            if got == by_pid[first]:
+                break
+            assert time.monotonic() < deadline, got
+            time.sleep(0.1)
         assert _cpu_of(second) == by_pid[second]
         assert s3.get_object(Bucket="bkt", Key="k1")["ContentLength"] == 9 << 20
     finally:

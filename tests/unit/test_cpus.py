@@ -86,8 +86,9 @@ def test_unpin_widens_to_the_set_before_pin_and_repin_narrows_back(
 
 
 @needs_two
-def test_a_large_write_runs_wide_and_leaves_its_thread_pinned(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("end", ["finish", "abort"])
+def test_a_large_write_runs_wide_and_gives_its_thread_the_cpu_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str) -> None:
     monkeypatch.setattr(cpus, "_usable", None)
     cpu = max(ALL)
     backend = LocalBackend(tmp_path)
@@ -99,27 +100,9 @@ def test_a_large_write_runs_wide_and_leaves_its_thread_pinned(
         writer.write(b"y" * 1024)  # starts the write-behind lanes
         lanes = [lane._thread.native_id for lane in writer._behind._lanes]  # type: ignore[attr-defined]
         during = [_mine(), *(frozenset(os.sched_getaffinity(tid)) for tid in lanes)]
-        writer.finish()
+        getattr(writer, end)()
         return [during, _mine()]
 
     during, after = _in_thread(body)
     assert during == [ALL, ALL, ALL]
     assert after == {cpu}
-
-
-@needs_two
-def test_an_aborted_large_write_also_gives_the_cpu_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpus, "_usable", None)
-    cpu = min(ALL)
-    backend = LocalBackend(tmp_path)
-
-    def body() -> frozenset[int]:
-        cpus.pin(cpu)
-        writer = backend.open_writer("object")
-        writer.write(b"x" * (WRITE_BEHIND_AFTER + 1))
-        writer.write(b"y")
-        writer.abort()
-        return _mine()
-
-    assert _in_thread(body) == {cpu}
