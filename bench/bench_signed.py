@@ -32,7 +32,7 @@ sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
 from bench_small import cpu_s, log, tree  # noqa: E402
-from benchlib import timed_threads, wrk_signed  # noqa: E402
+from benchlib import timed_threads, wrk_requests  # noqa: E402
 from refs import Moto  # noqa: E402
 from support.clients import boto3_client  # noqa: E402
 from support.server import Server  # noqa: E402
@@ -105,7 +105,7 @@ def replay(name: str, endpoint: str, root_pid: int, op: str, secs: float, work: 
     requests = [(t, sigv4_headers(op, host, t, body)) for t in targets]
     pids = tree(root_pid)
     before = {pid: cpu_s(pid) for pid in pids}
-    res = wrk_signed(endpoint, requests, op, len(body), REPLAY_CONNS, secs, work)
+    res = wrk_requests(endpoint, requests, op, len(body), REPLAY_CONNS, secs, work)
     used = sum(cpu_s(pid) - before[pid] for pid in pids)
     if res["errors"]:
         raise RuntimeError(f"{name} {op} replay errors: {res['errors_detail']}")

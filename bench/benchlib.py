@@ -159,11 +159,11 @@ def stream_get(port: int, target: str, expect: int) -> float:
 def wrk(base_url: str, targets: list[str], method: str, body_size: int, conns: int,
         seconds: float, workdir: Path, threads: int = 2) -> dict[str, Any]:
     """One wrk run cycling over ``targets``; ops/s and latency percentiles (ms)."""
-    return wrk_signed(base_url, [(t, {}) for t in targets], method, body_size, conns,
-                      seconds, workdir, threads)
+    return wrk_requests(base_url, [(t, {}) for t in targets], method, body_size, conns,
+                        seconds, workdir, threads)
 
 
-def wrk_signed(base_url: str, requests: list[tuple[str, dict[str, str]]], method: str,
+def wrk_requests(base_url: str, requests: list[tuple[str, dict[str, str]]], method: str,
                body_size: int, conns: int, seconds: float, workdir: Path, threads: int = 2
                ) -> dict[str, Any]:
     """One wrk run replaying complete requests (target + headers, e.g. header-signed as
@@ -175,18 +175,17 @@ def wrk_signed(base_url: str, requests: list[tuple[str, dict[str, str]]], method
         "\t".join([target, *(f"{k}: {v}" for k, v in headers.items())]) + "\n"
         for target, headers in requests))
     try:
-        return _run_wrk(base_url, WRK_SCRIPT, {"BENCH_URLS": str(lines)}, method, body_size,
-                        conns, seconds, threads)
+        return _run_wrk(base_url, lines, method, body_size, conns, seconds, threads)
     finally:
         lines.unlink()
 
 
-def _run_wrk(base_url: str, script: Path, env: dict[str, str], method: str, body_size: int,
-             conns: int, seconds: float, threads: int) -> dict[str, Any]:
-    env = {**os.environ, **env, "BENCH_METHOD": method, "BENCH_BODY": str(body_size),
-           "BENCH_THREADS": str(threads)}
+def _run_wrk(base_url: str, lines: Path, method: str, body_size: int, conns: int,
+             seconds: float, threads: int) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_URLS": str(lines), "BENCH_METHOD": method,
+           "BENCH_BODY": str(body_size), "BENCH_THREADS": str(threads)}
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
-           "-s", str(script), base_url]
+           "-s", str(WRK_SCRIPT), base_url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
     if line is None:
