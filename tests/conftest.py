@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -82,10 +83,17 @@ def _credentials(db: Path) -> list[tuple[str, str]]:
         return list(conn.execute("SELECT access_key_id, secret_key FROM credentials"))
 
 
+@functools.lru_cache(maxsize=64)
+def _reset_client(endpoint: str, access_key: str, secret: str) -> Any:
+    # NOTE: kept for the session: building a boto3 client costs ~11 ms, and every e2e test
+    # resets. Retries cover a kept-alive connection the server closed between two tests.
+    return boto3_client(endpoint, access_key, secret, max_attempts=3)
+
+
 def reset_server(server: Server) -> None:
     """Empty every bucket of every user through the S3 API (servers stay up)."""
     for access_key, secret in _credentials(server.db_path):
-        client = boto3_client(server.endpoint, access_key, secret)
+        client = _reset_client(server.endpoint, access_key, secret)
         for bucket in client.list_buckets().get("Buckets", []):
             name = bucket["Name"]
             for up in client.list_multipart_uploads(Bucket=name).get("Uploads", []):

@@ -78,6 +78,11 @@ def test_aws_cp_one_gib_up_and_down(server: Any, aws: AwsCli, s3: Any, bucket: s
     assert head["ETag"] == multipart_etag(digests)  # 128 parts of 8 MiB
     assert s3.head_object(Bucket=bucket, Key="dir/big.bin", PartNumber=128)["PartsCount"] == 128
     assert part_blobs(server) == []
+    if server.backend == "aws":
+        # NOTE: over moto, one streamed GET: each of the CLI's 128 ranged GETs makes moto
+        # read the whole object (moto alone: 125 s for the ranges, 14 s for the upload),
+        # which times moto, not the gateway's streaming (GCS and Azure emulators: no gain).
+        aws = AwsCli(server.endpoint, tmp_path / "aws-one-get", multipart_threshold="2GB")
     aws("s3", "cp", "--no-progress", f"s3://{bucket}/dir/big.bin", str(back))
     assert back.stat().st_size == 1024 * MiB
     assert sha256_file(back) == sha256_file(src)

@@ -34,11 +34,12 @@ class AwsCli:
     """Runs the real ``aws`` command with a private config (never ~/.aws)."""
 
     def __init__(self, endpoint: str, home: Path, access_key: str = ACCESS_KEY,
-                 secret_key: str = SECRET_KEY) -> None:
+                 secret_key: str = SECRET_KEY, **s3_settings: str) -> None:
         self.endpoint = endpoint
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config").write_text("[default]\nregion = us-east-1\ns3 =\n"
-                                     "  addressing_style = path\n")
+        s3 = {"addressing_style": "path", **s3_settings}
+        (home / "config").write_text("[default]\nregion = us-east-1\ns3 =\n" + "".join(
+            f"  {name} = {value}\n" for name, value in s3.items()))
         (home / "credentials").write_text(f"[default]\naws_access_key_id = {access_key}\n"
                                           f"aws_secret_access_key = {secret_key}\n")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
