@@ -164,8 +164,8 @@ def wrk(base_url: str, targets: list[str], method: str, body_size: int, conns: i
 
 
 def wrk_requests(base_url: str, requests: list[tuple[str, dict[str, str]]], method: str,
-               body_size: int, conns: int, seconds: float, workdir: Path, threads: int = 2
-               ) -> dict[str, Any]:
+                 body_size: int, conns: int, seconds: float, workdir: Path, threads: int = 2
+                 ) -> dict[str, Any]:
     """One wrk run replaying complete requests (target + headers, e.g. header-signed as
     boto3 signs them) round-robin; every body is ``body_size`` bytes of ``b``."""
     if len(requests) < threads:
