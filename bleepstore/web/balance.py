@@ -8,9 +8,13 @@ connections served a third of what two with 8 each did. The crowded worker answe
 excess with ``Connection: close`` and stops accepting for a moment; the client
 reconnects, and its new connection lands on a worker with room.
 
+New connections are placed by the same table: a worker ahead of a peer that is polling the
+listener leaves the next accepts to it.
+
 Invariants: the table is anonymous shared memory created before the workers fork (the
 gunicorn master imports the worker class, which creates it); a slot counts only while its
-pid is alive; a worker only ever writes its own slot.
+pid is alive and it polls the listener; a worker only ever writes its own slot; times are
+``time.monotonic()``, one clock for every process of the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import struct
 
 SLOTS = 256
-_SLOT = struct.Struct("=qq")  # pid, connections
+_SLOT = struct.Struct("=qqd")  # pid, connections, when it last polled the listener (0: not)
 
 
 class ConnectionTable:
@@ -29,17 +33,16 @@ class ConnectionTable:
         self.slots = slots
         self._mem = mmap.mmap(-1, slots * _SLOT.size)
 
-    def publish(self, slot: int, pid: int, connections: int) -> None:
-        _SLOT.pack_into(self._mem, (slot % self.slots) * _SLOT.size, pid, connections)
+    def publish(self, slot: int, pid: int, connections: int, polled_at: float = 0.0) -> None:
+        _SLOT.pack_into(self._mem, (slot % self.slots) * _SLOT.size, pid, connections,
+                        polled_at)
 
-    def live_counts(self) -> list[int]:
-        """The connections of every live worker that has published (its own included)."""
-        counts = []
-        for offset in range(0, self.slots * _SLOT.size, _SLOT.size):
-            pid, connections = _SLOT.unpack_from(self._mem, offset)
-            if pid and _alive(pid):
-                counts.append(connections)
-        return counts
+    def peer_counts(self, pid: int, polled_since: float) -> list[int]:
+        """The connections of every live worker other than ``pid`` that polled the listener
+        at or after ``polled_since``. A worker stopped, stuck or not accepting stops
+        polling: it is neither yielded new connections nor handed back old ones."""
+        return [connections for other, connections, polled_at in _SLOT.iter_unpack(self._mem)
+                if other and other != pid and polled_at >= polled_since and _alive(other)]
 
 
 def _alive(pid: int) -> bool:
