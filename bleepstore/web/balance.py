@@ -33,7 +33,7 @@ class ConnectionTable:
         self.slots = slots
         self._mem = mmap.mmap(-1, slots * _SLOT.size)
 
-    def publish(self, slot: int, pid: int, connections: int, polled_at: float = 0.0) -> None:
+    def publish(self, slot: int, pid: int, connections: int, polled_at: float) -> None:
         _SLOT.pack_into(self._mem, (slot % self.slots) * _SLOT.size, pid, connections,
                         polled_at)
 
