@@ -13,29 +13,12 @@ response instead of a reset. Bodies slower than the minimum rate are cut by
 S3 does: once the request is authorised), never by gunicorn before the app has run;
 ``Expect`` values other than ``100-continue`` are ignored, as S3 does (no 417).
 
-All workers poll one shared listening socket and the first to call ``accept`` wins, so
-new connections tended to land on one worker: a burst (a client opening its pool), and,
-with each worker pinned to a CPU, every connection of a client opening them one after
-another (the worker on the CPU the client is not on wins each race; 64 of 64 seen). With
-16 keep-alive connections, 16 on one worker and none on the other halved GET throughput
-and doubled its CPU per request (GIL contention; docs/performance.md). Workers therefore
-publish, at every accept and every turn of their loop, how many connections they serve
-and whether they are polling the listener (shared memory, web/balance.py); a worker that
-has just accepted and is more than one connection ahead of a peer still polling leaves
-the listener to it until that peer catches up, for at most ``ACCEPT_YIELD_S``.
-Connections already kept alive stay where they are, so a worker that was alone when a
-client opened its pool (the first to boot, the survivor while a crashed peer is replaced)
-would keep them all: one holding well above its share (counting only peers still
-polling: a stopped one could take nothing back) answers that many responses with
-``Connection: close`` and stops accepting for ``BALANCE_PAUSE_S``, so the clients
-reconnect to its peers.
+New connections are spread over the workers, and a worker well above its share hands
+kept-alive ones back, by ``web/balance.py``'s ``BalancedThreadWorker``, which this worker
+extends; a connection whose request head is still arriving does not count there.
 
 Invariants: a pool thread only runs a request whose head is fully buffered; no main-loop
-step blocks; a connection counts in ``nr_conns`` from accept until it stops serving; a
-worker stops accepting only while a peer that polled the listener within
-``PEER_POLLING_S`` holds fewer connections, and then for at most ``ACCEPT_YIELD_S`` at a
-time, or ``BALANCE_PAUSE_S`` after a hand-back (it never starves: a stopped or stuck peer
-stops polling).
+step blocks; a connection counts in ``nr_conns`` from accept until it stops serving.
 """
 
 from __future__ import annotations
@@ -58,11 +41,11 @@ from gunicorn import util
 from gunicorn.http.body import LengthReader
 from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import TConn
 
 from bleepstore import cpus
 from bleepstore.config import load
-from bleepstore.web.balance import ConnectionTable, excess
+from bleepstore.web.balance import BalancedThreadWorker
 from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
 from bleepstore.web.environ import CONTINUE_KEY
 
@@ -73,14 +56,6 @@ LINGER_S = 2.0
 LINGER_LIMIT = 1024 * 1024
 UNREAD_BODY_GRACE_S = 0.25  # a pool thread's drain of an unread body before keep-alive
 UNREAD_BODY_LIMIT = 256 * 1024
-ACCEPT_YIELD_S = 0.05  # longest a worker ahead of a polling peer leaves the listener to it
-YIELD_RECHECK_S = 0.002  # while yielding: has the peer caught up?
-PEER_POLLING_S = 0.3  # a peer that polled the listener this recently is taking connections
-PUBLISH_EVERY_S = 0.1  # an idle loop still turns (and publishes) this often
-BALANCE_EVERY_S = 0.5  # compare this worker's connection count with its peers'
-BALANCE_HOLD_S = 2.0  # after handing connections back, before the next comparison
-BALANCE_PAUSE_S = 1.0  # no accepting while the handed-back connections reconnect
-CONNECTIONS = ConnectionTable()  # created in the master, which imports this module: shared
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -209,7 +184,7 @@ TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close
              b"Content-Length: 0\r\n\r\n")
 
 
-class S3Worker(ThreadWorker):  # type: ignore[misc]
+class S3Worker(BalancedThreadWorker):
     """gthread with request heads read by the main loop (see the module docstring)."""
 
     wsgi: Any
@@ -225,12 +200,6 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
                                         float(server.min_body_rate_window_s))
         self._heads: dict[TConn, float] = {}  # insertion order == deadline order
         self._lingering: dict[TConn, float] = {}
-        self._accept_after = 0.0  # monotonic: no accept before this (BALANCE_PAUSE_S)
-        self._yield_until = 0.0  # monotonic: leaving the listener to a peer (ACCEPT_YIELD_S)
-        self._yields = self.cfg.workers > 1
-        self._shed = 0  # responses still to answer with Connection: close (balance)
-        self._shed_lock = threading.Lock()
-        self._balance_at = 0.0
         _raise_fd_limit()
         self._pin()
         gunicorn.http.wsgi.Response = S3Response
@@ -274,75 +243,11 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
 
         self.wsgi = wsgi
 
-    # --- spreading new connections over the workers -------------------------------------
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        if enabled:
-            now = time.monotonic()
-            if now < self._accept_after or (now < self._yield_until and self._ahead(now)):
-                enabled = False  # the loop wakes to look again (wait_for_and_dispatch_events)
-            else:
-                self._yield_until = 0.0
-        super().set_accept_enabled(enabled)
-
-    def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        now = time.monotonic()
-        if self._yields:
-            timeout = min(timeout, PUBLISH_EVERY_S)
-        if self._yield_until > now:
-            timeout = min(timeout, YIELD_RECHECK_S)
-        if self._accept_after > now:
-            timeout = min(timeout, self._accept_after - now)
-        super().wait_for_and_dispatch_events(timeout)
-
-    def _serving(self) -> int:
-        """Connections counted for balance. Those whose request head is still arriving are
-        not: idle sockets (a slow or hostile client's) get no response to close, and would
-        only make this worker close honest clients' connections."""
-        return int(self.nr_conns) - len(self._heads)
-
-    def _publish(self, now: float) -> None:
-        CONNECTIONS.publish(self.age, self.pid, self._serving(),
-                            now if self._accepting else 0.0)
-
-    def _peer_counts(self, now: float) -> list[int]:
-        return CONNECTIONS.peer_counts(self.pid, now - PEER_POLLING_S)
-
-    def _ahead(self, now: float) -> bool:
-        """More than one connection ahead of a peer that is polling the listener."""
-        peers = self._peer_counts(now)
-        return bool(peers) and self._serving() > min(peers) + 1
-
-    def _balance(self, now: float) -> None:
-        """Main loop: above its share of this worker's and its polling peers' connections,
-        hand the excess back."""
-        serving = self._serving()
-        over = excess(serving, [serving, *self._peer_counts(now)])
-        self._balance_at = now + (BALANCE_HOLD_S if over else BALANCE_EVERY_S)
-        if over:
-            with self._shed_lock:
-                self._shed = over
-            self._accept_after = max(self._accept_after, now + BALANCE_PAUSE_S)
-            self.set_accept_enabled(False)
-            self.log.debug("handing %d of %d connections back to peers", over, serving)
-
-    def _take_shed(self) -> bool:
-        with self._shed_lock:
-            if self._shed <= 0:
-                return False
-            self._shed -= 1
-            return True
-
-    def _accepted(self) -> None:
-        """Counts the new connection (its head not awaited yet: it counts as serving)."""
-        self.nr_conns += 1
-        if not self._yields:
-            return
-        now = time.monotonic()
-        self._publish(now)
-        if self._ahead(now):
-            self._yield_until = now + ACCEPT_YIELD_S
-            self.set_accept_enabled(False)
+    def _unserved(self) -> int:
+        """Connections whose request head is still arriving do not count as served: idle
+        sockets (a slow or hostile client's) get no response to close, and would only make
+        this worker close honest clients' connections."""
+        return len(self._heads)
 
     # --- request heads, read by the main loop ---------------------------------------------
 
@@ -521,10 +426,6 @@ class S3Worker(ThreadWorker):  # type: ignore[misc]
     def murder_keepalived(self, force: bool = False) -> None:
         super().murder_keepalived(force)
         now = time.monotonic()
-        if self._yields:
-            self._publish(now)
-            if self.alive and now >= self._balance_at:
-                self._balance(now)
         for conn, deadline in list(self._heads.items()):
             if deadline > now and not force:
                 break
