@@ -34,18 +34,10 @@ from bleepstore.core.services import Services
 from bleepstore.model import Acl, Bucket, ObjectMeta, Owner, Principal
 from bleepstore.s3.acl import acl_from_json, allowed
 from bleepstore.s3.checksums import DigestResult
-from bleepstore.s3.policy import (
-    ANY_KEY_OPS,
-    GRANT_HEADERS,
-    Caller,
-    Decision,
-    Policy,
-    actions_for,
-    evaluate,
-    is_object_op,
-    parse_policy,
-)
+from bleepstore.s3.policy import Caller, Decision, Policy, evaluate
 from bleepstore.s3.policy import Request as PolicyRequest
+from bleepstore.s3.policy_actions import ANY_KEY_OPS, GRANT_HEADERS, actions_for, is_object_op
+from bleepstore.s3.policy_parse import parse_policy
 from bleepstore.s3.public_access import (
     NONE,
     PublicAccessBlock,

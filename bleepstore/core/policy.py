@@ -29,7 +29,8 @@ from bleepstore.core.services import Services
 from bleepstore.metadata.commands import DeleteBucketConfig, PutBucketConfig
 from bleepstore.model import Bucket
 from bleepstore.s3 import public_access as pab
-from bleepstore.s3.policy import MSG_SIZE, RAW_LIMIT, Decision, Identity, parse_policy
+from bleepstore.s3.policy import Decision, Identity
+from bleepstore.s3.policy_parse import MSG_SIZE, RAW_LIMIT, parse_policy
 
 __all__ = ["authorization", "delete_bucket_policy", "delete_public_access_block",
            "get_bucket_policy", "get_bucket_policy_status", "get_public_access_block",

@@ -24,7 +24,9 @@ from lxml import etree
 
 from bleepstore.errors import MalformedXML, S3Error
 from bleepstore.model import ALL_USERS, AUTHENTICATED_USERS, Acl, Grant
-from bleepstore.s3.policy import GRANT_HEADERS, Condition, Policy, Statement
+from bleepstore.s3.policy import Policy, Statement
+from bleepstore.s3.policy_actions import GRANT_HEADERS
+from bleepstore.s3.policy_conditions import Condition
 from bleepstore.s3.xml import S3NS, children, local_name, parse_document, text
 
 DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'

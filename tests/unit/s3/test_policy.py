@@ -1,5 +1,6 @@
-"""bleepstore.s3.policy and bleepstore.s3.public_access: parsing with AWS's messages, wildcard
-matching, condition operators, evaluation order, the public access block, "public"."""
+"""bleepstore.s3.policy (with policy_parse, policy_conditions, policy_actions) and
+bleepstore.s3.public_access: parsing with AWS's messages, wildcard matching, condition
+operators, evaluation order, the public access block, "public"."""
 
 from __future__ import annotations
 
@@ -12,20 +13,16 @@ from bleepstore.errors import MalformedPolicy, MalformedXML
 from bleepstore.model import ALL_USERS, AUTHENTICATED_USERS, Acl, Grant, Grantee, Owner
 from bleepstore.s3 import public_access as pa
 from bleepstore.s3.policy import (
-    MAX_POLICY_BYTES,
     Caller,
-    Condition,
     Decision,
     Request,
-    actions_for,
     evaluate,
-    glob,
-    holds,
     matches_every_key,
     matches_some_key,
-    parse_operator,
-    parse_policy,
 )
+from bleepstore.s3.policy_actions import actions_for
+from bleepstore.s3.policy_conditions import Condition, glob, holds
+from bleepstore.s3.policy_parse import MAX_POLICY_BYTES, parse_operator, parse_policy
 from bleepstore.s3.router import Op
 
 BUCKET = "photos"
@@ -423,7 +420,7 @@ def test_actions_for_operations(op: Op, query: dict[str, str], headers: dict[str
 
 
 def test_every_operation_is_mapped_to_known_actions() -> None:
-    from bleepstore.s3.policy import KNOWN_ACTIONS
+    from bleepstore.s3.policy_actions import KNOWN_ACTIONS
     for op in Op:
         for action in actions_for(op, {"versionId": "v"}, lambda h: "x"):
             assert action in KNOWN_ACTIONS, (op, action)

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bleepstore.errors import MalformedPolicy
-from bleepstore.s3.policy import Caller, Decision, Policy, Request, evaluate, parse_policy
+from bleepstore.s3.policy import Caller, Decision, Policy, Request, evaluate
+from bleepstore.s3.policy_parse import parse_policy
 
 BUCKET = "bkt"
 ALICE, BOB = "a" * 64, "b" * 64
