@@ -12,8 +12,10 @@ costs"). Two measurements, each printed as a table:
    presigned GET environs, from 1, 2 and 8 threads: CPU µs per GET
    (``time.process_time``). The gap between 1 thread and the server's figure is what
    running Python on several threads of one process costs (GIL hand-offs, switches).
+   Run once on every CPU and once with the process pinned to one CPU, as a worker is
+   with ``server.cpu_affinity: auto``.
 
-    python bench/bench_ladder.py [--secs 6] [--threads 1,2,8]
+    python bench/bench_ladder.py [--secs 6] [--threads 1,2,8] [--in-process-only]
 
 A 2-core machine runs wrk and the server on the same cores: read ratios, not absolutes.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import tempfile
 import threading
@@ -123,7 +126,9 @@ def server_ladder(work: Path, secs: float) -> list[tuple[str, float, float, floa
             rows.items()]
 
 
-def in_process(work: Path, thread_counts: list[int], n: int = 2000) -> list[tuple[int, float]]:
+def in_process(work: Path, thread_counts: list[int], n: int = 2000
+               ) -> list[tuple[int, float, float]]:
+    """(threads, CPU µs per GET on every CPU, the same with the process on one CPU)."""
     from support.wsgiapp import ACCESS_KEY as KEY
     from support.wsgiapp import SECRET_KEY as SECRET
     from support.wsgiapp import make_config
@@ -169,16 +174,24 @@ def in_process(work: Path, thread_counts: list[int], n: int = 2000) -> list[tupl
                 call("GET", target)
 
         run()  # warm
-        out = []
-        for count in thread_counts:
+
+        def per_get(count: int) -> float:
             threads = [threading.Thread(target=run) for _ in range(count)]
             started = time.process_time()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            out.append((count, (time.process_time() - started) / (n * count) * 1e6))
-        return out
+            return (time.process_time() - started) / (n * count) * 1e6
+
+        spread = [per_get(count) for count in thread_counts]
+        cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cpus)})  # this thread's set: the new threads inherit it
+        try:
+            pinned = [per_get(count) for count in thread_counts]
+        finally:
+            os.sched_setaffinity(0, cpus)
+        return list(zip(thread_counts, spread, pinned, strict=True))
     finally:
         sys.stderr.close()
         sys.stderr = saved
@@ -188,20 +201,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--secs", type=float, default=6)
     ap.add_argument("--threads", default="1,2,8")
+    ap.add_argument("--in-process-only", action="store_true", help="skip the server ladder")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bleepbench-ladder-", dir="/tmp"))
-    ladder = server_ladder(work, args.secs)
-    scaling = in_process(work, [int(x) for x in args.threads.split(",")])
-    print("wrk -t2 -c16, 2 workers x 8 threads; server CPU per request")
-    print("| target | ops/s | CPU ms/request | access log off |")
-    print("|---|---|---|---|")
-    for name, ops, cpu, off in ladder:
-        print(f"| {name} | {ops:,.0f} | {cpu:.3f} | {off:.3f} |")
-    print("\nIn process (create_app called directly), presigned 4 KiB GET")
-    print("| threads | CPU µs per GET |")
-    print("|---|---|")
-    for count, us in scaling:
-        print(f"| {count} | {us:.0f} |")
+    counts = [int(x) for x in args.threads.split(",")]
+    if not args.in_process_only:
+        ladder = server_ladder(work, args.secs)
+        print("wrk -t2 -c16, 2 workers x 8 threads; server CPU per request")
+        print("| target | ops/s | CPU ms/request | access log off |")
+        print("|---|---|---|---|")
+        for name, ops, cpu, off in ladder:
+            print(f"| {name} | {ops:,.0f} | {cpu:.3f} | {off:.3f} |")
+        print()
+    print("In process (create_app called directly), presigned 4 KiB GET, CPU µs per GET")
+    print("| threads | on every CPU | pinned to one CPU |")
+    print("|---|---|---|")
+    for count, spread, pinned in in_process(work, counts):
+        print(f"| {count} | {spread:.0f} | {pinned:.0f} |")
 
 
 if __name__ == "__main__":
