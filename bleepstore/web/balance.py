@@ -22,13 +22,13 @@ many responses with ``Connection: close`` and stops accepting for ``BALANCE_PAUS
 the clients reconnect, and their new connections land on a worker with room.
 
 Invariants: the table is anonymous shared memory created before the workers fork (the
-gunicorn master imports the worker class, which creates it); a slot counts only while its
-pid is alive and it polls the listener; a worker only ever writes its own slot; times are
-``time.monotonic()``, one clock for every process of the machine. A worker stops
-accepting only while a peer that polled the listener within ``PEER_POLLING_S`` holds
-fewer connections, and then for at most ``ACCEPT_YIELD_S`` at a time, or
-``BALANCE_PAUSE_S`` after a hand-back (it never starves: a stopped or stuck peer stops
-polling).
+gunicorn master imports the worker class, whose module imports this one); a slot counts
+only while its pid is alive and it polls the listener; a worker only ever writes its own
+slot; times are ``time.monotonic()``, one clock for every process of the machine. A
+worker stops accepting only while a peer that polled the listener within
+``PEER_POLLING_S`` holds fewer connections, and then for at most ``ACCEPT_YIELD_S`` at a
+time, or ``BALANCE_PAUSE_S`` after a hand-back (it never starves: a stopped or stuck peer
+stops polling).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def excess(mine: int, counts: list[int]) -> int:
     return over if over > max(2, fair // 4) else 0
 
 
-CONNECTIONS = ConnectionTable()  # created in the master, which imports this module: shared
+CONNECTIONS = ConnectionTable()  # created in the master (at import): shared with its workers
 
 
 class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
