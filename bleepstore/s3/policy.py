@@ -89,7 +89,6 @@ class Request:
     lookup: Lookup = field(default=lambda key: None)  # condition key -> request values
 
 
-
 def _states_after(pattern: str, prefix: str) -> set[int]:
     """Positions of ``pattern`` reachable once ``prefix`` is consumed (an NFA run)."""
     def closure(states: set[int]) -> set[int]:
@@ -185,5 +184,3 @@ def evaluate(policy: Policy, req: Request) -> Decision:
                 verdict = Decision.ALLOW
         allowed += verdict is Decision.ALLOW
     return Decision.ALLOW if req.actions and allowed == len(req.actions) else Decision.NONE
-
-

@@ -47,7 +47,6 @@ GRANT_HEADERS = ("x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-wr
                  "x-amz-grant-read-acp", "x-amz-grant-write-acp")
 
 
-
 _OBJECT_OPS: dict[Op, tuple[str, str | None]] = {
     Op.PUT_OBJECT: ("s3:putobject", None), Op.COPY_OBJECT: ("s3:putobject", None),
     Op.POST_OBJECT: ("s3:putobject", None),

@@ -64,8 +64,6 @@ def glob(pattern: str, text: str) -> bool:
     return p == len(pattern)
 
 
-
-
 def network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     """The network ``text`` names (an address is a /32 or /128), or None."""
     try:
@@ -176,5 +174,3 @@ def holds(c: Condition, lookup: Lookup) -> bool:
     if c.qualifier == "ForAllValues" or c.qualifier is None and negated:
         return all(one(v) for v in values)
     return any(one(v) for v in values)
-
-

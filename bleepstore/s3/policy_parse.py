@@ -306,5 +306,3 @@ def _check_applicable(st: Statement) -> None:
         if not any(kind in kinds for known, kind in KNOWN_ACTIONS.items()
                    if glob(pattern, known)):
             raise _fail(MSG_NOT_APPLICABLE)
-
-
