@@ -1,12 +1,10 @@
-"""The only code that mutates metadata: one handler per command.
+"""The only code that mutates metadata (with ``apply_users``): one handler per command.
 
 Invariants: every handler runs inside the caller's ``BEGIN IMMEDIATE`` transaction
 and either completes or raises (rolling everything back). A handler that drops the
 last reference to a blob records a GC intent in the same transaction (an inline blob is
 deleted right there: nobody streams one after reading its row); ``stats`` is
-kept in step with every change so nothing ever needs ``COUNT(*)``; every credential change
-bumps ``credential_generation`` (what the per-worker credential caches watch), and one
-that disables or removes a user (or changes their secret) ends their console sessions.
+kept in step with every change so nothing ever needs ``COUNT(*)``.
 """
 
 from __future__ import annotations
@@ -19,16 +17,20 @@ from typing import Any
 from bleepstore import errors
 from bleepstore.metadata import commands as c
 from bleepstore.metadata import versions as v
-from bleepstore.metadata.owners import hand_over, reassign_target
+from bleepstore.metadata.apply_users import (
+    create_console_session,
+    delete_console_session,
+    delete_credential,
+    delete_expired_console_sessions,
+    put_credential,
+)
 from bleepstore.metadata.rows import (
     BUCKET_COLS,
-    CREDENTIAL_COLS,
     OBJECT_COLS,
     PART_COLS,
     UPLOAD_COLS,
     bucket_values,
     cols,
-    credential_values,
     object_values,
     part_values,
     placeholders,
@@ -41,6 +43,8 @@ from bleepstore.s3.conditions import check_write_preconditions
 
 def _stats(conn: sqlite3.Connection, *, buckets: int = 0, objects: int = 0,
            size: int = 0, uploads: int = 0) -> None:
+    if not (buckets or objects or size or uploads):
+        return  # a same-size overwrite: no statement at all
     conn.execute("UPDATE stats SET bucket_count = bucket_count + ?, "
                  "object_count = object_count + ?, total_bytes = total_bytes + ?, "
                  "upload_count = upload_count + ? WHERE id = 1",
@@ -72,87 +76,6 @@ def _gc(conn: sqlite3.Connection, ref: str, reason: str, not_before: str) -> Non
 def _require_bucket(conn: sqlite3.Connection, name: str) -> None:
     if conn.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchone() is None:
         raise errors.NoSuchBucket(BucketName=name)
-
-
-def _credentials_changed(conn: sqlite3.Connection) -> None:
-    """Every worker's credential cache drops its entries at its next lookup."""
-    conn.execute("UPDATE credential_generation SET value = value + 1 WHERE id = 1")
-
-
-_CREDENTIAL_CHANGED = (
-    "credentials.secret_key IS NOT excluded.secret_key OR "
-    "credentials.owner_id IS NOT excluded.owner_id OR "
-    "credentials.display_name IS NOT excluded.display_name OR "
-    "credentials.active IS NOT excluded.active OR "
-    "COALESCE(excluded.description, credentials.description) IS NOT credentials.description")
-
-
-def _end_console_sessions(conn: sqlite3.Connection, access_key: str) -> None:
-    conn.execute("DELETE FROM console_sessions WHERE access_key = ?", (access_key,))
-
-
-def put_credential(conn: sqlite3.Connection, cmd: c.PutCredential) -> None:
-    """Disabling a user or changing their secret also ends their console sessions."""
-    new = cmd.credential
-    old = conn.execute("SELECT secret_key FROM credentials WHERE access_key_id = ?",
-                       (new.access_key_id,)).fetchone()
-    # NOTE: an unchanged credential writes nothing (``WHERE``): every start re-applies the
-    # bootstrap credential, and on a full disk that must not need WAL space.
-    cur = conn.execute(f"INSERT INTO credentials ({cols(CREDENTIAL_COLS)}) "
-                       f"VALUES ({placeholders(CREDENTIAL_COLS)}) ON CONFLICT(access_key_id) "
-                       "DO UPDATE SET secret_key = excluded.secret_key, "
-                       "owner_id = excluded.owner_id, display_name = excluded.display_name, "
-                       "active = excluded.active, "
-                       "description = COALESCE(excluded.description, credentials.description) "
-                       f"WHERE {_CREDENTIAL_CHANGED}", credential_values(new))
-    if cur.rowcount > 0:
-        _credentials_changed(conn)
-        if not new.active or (old is not None and old[0] != new.secret_key):
-            _end_console_sessions(conn, new.access_key_id)
-
-
-def delete_credential(conn: sqlite3.Connection, cmd: c.DeleteCredential) -> bool:
-    """False when the key is unknown; refuses to leave the user's buckets ownerless."""
-    row = conn.execute("SELECT owner_id FROM credentials WHERE access_key_id = ?",
-                       (cmd.access_key_id,)).fetchone()
-    if row is None:
-        return False
-    old_id = str(row["owner_id"])
-    # NOTE: checked here, not by the caller: a bucket the user creates between a check and
-    # the removal would otherwise be left with an owner no credential holds.
-    buckets = tuple(r[0] for r in conn.execute(
-        "SELECT name FROM buckets WHERE owner_id = ? ORDER BY name", (old_id,)))
-    if cmd.reassign_to is not None:
-        hand_over(conn, buckets, old_id, reassign_target(conn, cmd, old_id))
-    elif buckets:
-        raise c.UserOwnsBuckets(cmd.access_key_id, buckets)
-    conn.execute("DELETE FROM credentials WHERE access_key_id = ?", (cmd.access_key_id,))
-    _end_console_sessions(conn, cmd.access_key_id)
-    _credentials_changed(conn)
-    return True
-
-
-def create_console_session(conn: sqlite3.Connection, cmd: c.CreateConsoleSession) -> bool:
-    # NOTE: the credential is checked here, in the transaction: a user disabled between the
-    # login's secret check and this insert must not get a session.
-    s = cmd.session
-    cur = conn.execute(
-        "INSERT INTO console_sessions (token_hash, access_key, csrf_token, created_at, "
-        "expires_at) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM credentials "
-        "WHERE access_key_id = ? AND active = 1)",
-        (s.token_hash, s.access_key, s.csrf_token, s.created_at, s.expires_at, s.access_key))
-    return cur.rowcount > 0
-
-
-def delete_console_session(conn: sqlite3.Connection, cmd: c.DeleteConsoleSession) -> bool:
-    cur = conn.execute("DELETE FROM console_sessions WHERE token_hash = ?", (cmd.token_hash,))
-    return cur.rowcount > 0
-
-
-def delete_expired_console_sessions(conn: sqlite3.Connection,
-                                    cmd: c.DeleteExpiredConsoleSessions) -> int:
-    cur = conn.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (cmd.now,))
-    return cur.rowcount
 
 
 def create_bucket(conn: sqlite3.Connection, cmd: c.CreateBucket) -> bool:

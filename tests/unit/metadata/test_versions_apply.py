@@ -135,3 +135,17 @@ def test_a_delete_conditioned_on_the_current_blob_spares_a_newer_write(tmp_path:
     assert s.get_object("b", "k").data_ref == "r2"  # type: ignore[union-attr]
     assert s.apply(DeleteObjects("b", ("k", "gone"), LATER, now=NOW,
                                  if_current=("r2", ""))) == (("k", "r2", None, 0, None),)
+
+
+def test_same_size_overwrite_runs_no_stats_update(tmp_path: Path) -> None:
+    """Counters change only by non-zero deltas: a same-size overwrite skips the UPDATE."""
+    s = store(tmp_path, versioning=None)
+    s.apply(put("k", "r1", size=5))
+    statements: list[str] = []
+    s.conn().set_trace_callback(statements.append)
+    s.apply(put("k", "r2", size=5))
+    assert statements and not [q for q in statements if q.startswith("UPDATE stats")]
+    s.apply(put("k", "r3", size=7))
+    assert len([q for q in statements if q.startswith("UPDATE stats")]) == 1
+    s.conn().set_trace_callback(None)
+    assert s.stats()["object_count"] == 1 and s.stats()["total_bytes"] == 7
