@@ -43,6 +43,7 @@ from bleepstore.metadata.commands import (
 )
 from bleepstore.model import ObjectVersion
 from bleepstore.s3 import lifecycle as lc
+from bleepstore.s3 import lifecycle_due as lcd
 from bleepstore.s3.checksums import integrity_from_headers
 from bleepstore.s3.headers import now_iso
 
@@ -164,7 +165,7 @@ def run_pass(svc: Services, keep_going: Callable[[], bool] = lambda: True) -> di
 def _bucket_batch(svc: Services, bucket: str, rules: Sequence[lc.Rule], cursor: Cursor,
                   counts: Counter[str]) -> Cursor | None:
     """One batch of the bucket's current phase -> the next cursor (None: sweep done)."""
-    wanted = lc.phases(rules)
+    wanted = lcd.phases(rules)
     index, after = PHASES.index(cursor.phase), cursor.after
     while index < len(PHASES) and not wanted[index]:
         index, after = index + 1, None
@@ -222,7 +223,7 @@ def _current_batch(b: _Batch, after: str | None, counts: Counter[str]) -> str | 
     """Expiration of current versions: deleted, or hidden under a delete marker."""
     rows = b.svc.store.lifecycle_current(b.bucket, after or "", b.limit)
     due = [r for r in rows
-           if lc.action_for(b.rules, lc.states_of([r])[0], b.now_ms, b.day_ms) == lc.EXPIRE]
+           if lcd.action_for(b.rules, lcd.states_of([r])[0], b.now_ms, b.day_ms) == lcd.EXPIRE]
     if due:
         counts["expired"] += _delete(b, [(r.key, None) for r in due], {r.key: r for r in due})
     return rows[-1].key if len(rows) == b.limit else None
@@ -244,8 +245,8 @@ def _history_batch(b: _Batch, after: str | None, counts: Counter[str]) -> str | 
     for key, group in itertools.groupby(rows, key=lambda r: r.key):
         current = currents.get(key)
         history = ([current] if current is not None else []) + list(group)
-        for entry, state in zip(history, lc.states_of(history), strict=True):
-            if lc.action_for(b.rules, state, b.now_ms, b.day_ms) == lc.DELETE_VERSION:
+        for entry, state in zip(history, lcd.states_of(history), strict=True):
+            if lcd.action_for(b.rules, state, b.now_ms, b.day_ms) == lcd.DELETE_VERSION:
                 targets.append((key, entry.version_id))
     if targets:
         counts["noncurrent_deleted"] += _delete(b, targets, currents)
@@ -258,7 +259,7 @@ def _uploads_batch(b: _Batch, after: list[str] | None, counts: Counter[str]
     cursor = (after[0], after[1], after[2]) if after else None
     uploads = b.svc.store.scan_uploads_after(b.bucket, cursor, "", b.limit)
     for u in uploads:
-        due = lc.abort_due(b.rules, u.key, lc.iso_to_ms(u.initiated_at), b.day_ms)
+        due = lcd.abort_due(b.rules, u.key, lcd.iso_to_ms(u.initiated_at), b.day_ms)
         if due is None or due.at_ms > b.now_ms:
             continue
         try:

@@ -34,6 +34,7 @@ from bleepstore.metadata.commands import (
 from bleepstore.model import Bucket, ObjectMeta, ObjectVersion
 from bleepstore.runtime import build_services
 from bleepstore.s3 import lifecycle as lc
+from bleepstore.s3 import lifecycle_due as lcd
 from bleepstore.s3.headers import now_iso
 
 DAY = 86_400_000
@@ -66,7 +67,7 @@ def refusal(body: bytes, header: str | None = None) -> errors.S3Error:
 
 
 def ms(text: str) -> int:
-    return lc.iso_to_ms(text)
+    return lcd.iso_to_ms(text)
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -363,15 +364,15 @@ def test_render_then_parse_is_the_identity(rs: list[lc.Rule], min_size: str) -> 
 
 def test_days_round_up_to_the_next_midnight_utc() -> None:
     # AWS's example: created 1/15/2014 10:30 UTC + 3 days -> 1/19/2014 00:00 UTC
-    assert lc.after_days(ms("2014-01-15T10:30:00.000Z"), 3, DAY) == ms("2014-01-19T00:00:00Z")
+    assert lcd.after_days(ms("2014-01-15T10:30:00.000Z"), 3, DAY) == ms("2014-01-19T00:00:00Z")
     # the troubleshooting page: 00:05 on January 2, one day -> 00:00 on January 4
-    assert lc.after_days(ms("2014-01-02T00:05:00.000Z"), 1, DAY) == ms("2014-01-04T00:00:00Z")
+    assert lcd.after_days(ms("2014-01-02T00:05:00.000Z"), 1, DAY) == ms("2014-01-04T00:00:00Z")
     # a time already at midnight is its own ceiling
-    assert lc.after_days(ms("2014-01-15T00:00:00.000Z"), 3, DAY) == ms("2014-01-18T00:00:00Z")
-    assert lc.after_days(ms("2014-01-15T00:00:00.001Z"), 3, DAY) == ms("2014-01-19T00:00:00Z")
+    assert lcd.after_days(ms("2014-01-15T00:00:00.000Z"), 3, DAY) == ms("2014-01-18T00:00:00Z")
+    assert lcd.after_days(ms("2014-01-15T00:00:00.001Z"), 3, DAY) == ms("2014-01-19T00:00:00Z")
     # a one-second day (tests): 12.300 s + 1 day -> 14.000 s
-    assert lc.after_days(12_300, 1, 1000) == 14_000
-    assert lc.round_up(12_000, 1000) == 12_000
+    assert lcd.after_days(12_300, 1, 1000) == 14_000
+    assert lcd.round_up(12_000, 1000) == 12_000
 
 
 def _rule(**kw: object) -> lc.Rule:
@@ -380,22 +381,22 @@ def _rule(**kw: object) -> lc.Rule:
 
 
 def current(key: str = "k", *, lm: str = "2014-01-15T10:30:00.000Z", size: int = 10,
-            tags: tuple[tuple[str, str], ...] = ()) -> lc.VersionState:
-    return lc.VersionState(key, size, tags, ms(lm), True, sole=True)
+            tags: tuple[tuple[str, str], ...] = ()) -> lcd.VersionState:
+    return lcd.VersionState(key, size, tags, ms(lm), True, sole=True)
 
 
 def test_current_versions_expire_by_days_or_date() -> None:
     three = [_rule(days=3)]
     before, at = ms("2014-01-18T23:59:59.999Z"), ms("2014-01-19T00:00:00Z")
-    assert lc.action_for(three, current(), before, DAY) is None
-    assert lc.action_for(three, current(), at, DAY) == lc.EXPIRE
-    assert lc.due(three, current(), DAY) == lc.Due(at, lc.EXPIRE, "r")
+    assert lcd.action_for(three, current(), before, DAY) is None
+    assert lcd.action_for(three, current(), at, DAY) == lcd.EXPIRE
+    assert lcd.due(three, current(), DAY) == lcd.Due(at, lcd.EXPIRE, "r")
     dated = [_rule(date="2020-06-01T00:00:00.000Z")]
-    assert lc.action_for(dated, current(), ms("2020-05-31T23:59:59Z"), DAY) is None
-    assert lc.action_for(dated, current(), ms("2020-06-01T00:00:00Z"), DAY) == lc.EXPIRE
+    assert lcd.action_for(dated, current(), ms("2020-05-31T23:59:59Z"), DAY) is None
+    assert lcd.action_for(dated, current(), ms("2020-06-01T00:00:00Z"), DAY) == lcd.EXPIRE
     # a date in the past applies to objects written after it too
-    assert lc.action_for(dated, current(lm="2025-01-01T00:00:00.000Z"),
-                         ms("2025-01-01T00:00:01Z"), DAY) == lc.EXPIRE
+    assert lcd.action_for(dated, current(lm="2025-01-01T00:00:00.000Z"),
+                         ms("2025-01-01T00:00:01Z"), DAY) == lcd.EXPIRE
 
 
 def test_filters_disabled_rules_and_the_shortest_expiration() -> None:
@@ -418,11 +419,11 @@ def test_filters_disabled_rules_and_the_shortest_expiration() -> None:
          False),
     ]
     for flt, version, expected in cases:
-        assert (lc.action_for([_rule(filter=flt, days=1)], version, now, DAY) is not None) \
+        assert (lcd.action_for([_rule(filter=flt, days=1)], version, now, DAY) is not None) \
             == expected, (flt, version)
-    assert lc.action_for([_rule(days=1, enabled=False)], current(), now, DAY) is None
+    assert lcd.action_for([_rule(days=1, enabled=False)], current(), now, DAY) is None
     both = [_rule(id="long", days=30), _rule(id="short", days=3), _rule(id="tie", days=3)]
-    assert lc.due(both, current(), DAY) == lc.Due(ms("2014-01-19T00:00:00Z"), lc.EXPIRE,
+    assert lcd.due(both, current(), DAY) == lcd.Due(ms("2014-01-19T00:00:00Z"), lcd.EXPIRE,
                                                   "short")
 
 
@@ -435,7 +436,7 @@ def _history(*entries: tuple[str, bool], key: str = "k",
 
 
 def test_states_of_a_history() -> None:
-    states = lc.states_of(_history(("2014-01-03T00:00:00.000Z", False),
+    states = lcd.states_of(_history(("2014-01-03T00:00:00.000Z", False),
                                    ("2014-01-02T11:30:00.000Z", True),
                                    ("2014-01-01T00:00:00.000Z", False), tags=(("a", "b"),)))
     assert [(s.is_current, s.delete_marker, s.newer_noncurrent, s.sole) for s in states] == [
@@ -444,48 +445,48 @@ def test_states_of_a_history() -> None:
     assert states[2].noncurrent_since_ms == ms("2014-01-02T11:30:00Z")
     assert (states[1].size, states[1].tags, states[2].size, states[2].tags) == (
         0, (), 5, (("a", "b"),))
-    assert lc.states_of(_history(("2014-01-01T00:00:00.000Z", True)))[0].sole
+    assert lcd.states_of(_history(("2014-01-01T00:00:00.000Z", True)))[0].sole
 
 
 def test_noncurrent_days_count_from_the_successor() -> None:
     # AWS's example: photo.gif deleted 1/2/2014 11:30 UTC, NoncurrentDays 5 -> 1/8/2014 00:00
-    states = lc.states_of(_history(("2014-01-02T11:30:00.000Z", True),
+    states = lcd.states_of(_history(("2014-01-02T11:30:00.000Z", True),
                                    ("2013-06-01T00:00:00.000Z", False)))
     five = [_rule(noncurrent_days=5)]
-    assert lc.due(five, states[1], DAY) == lc.Due(ms("2014-01-08T00:00:00Z"),
-                                                   lc.DELETE_VERSION, "r")
-    assert lc.due(five, states[0], DAY) is None  # a marker over a version: no action
+    assert lcd.due(five, states[1], DAY) == lcd.Due(ms("2014-01-08T00:00:00Z"),
+                                                   lcd.DELETE_VERSION, "r")
+    assert lcd.due(five, states[0], DAY) is None  # a marker over a version: no action
 
 
 def test_newer_noncurrent_versions_keeps_the_newest_n() -> None:
     lms = [f"2014-01-{d:02d}T12:00:00.000Z" for d in range(10, 0, -1)]  # 10 versions
-    states = lc.states_of(_history(*[(lm, False) for lm in lms]))
+    states = lcd.states_of(_history(*[(lm, False) for lm in lms]))
     keep3 = [_rule(noncurrent_days=1, newer_noncurrent=3)]
     now = ms("2014-02-01T00:00:00Z")
-    actions = [lc.action_for(keep3, s, now, DAY) for s in states]
-    assert actions == [None] * 4 + [lc.DELETE_VERSION] * 6  # current + 3 kept
+    actions = [lcd.action_for(keep3, s, now, DAY) for s in states]
+    assert actions == [None] * 4 + [lcd.DELETE_VERSION] * 6  # current + 3 kept
     # both must be exceeded: old enough AND more than N newer
     early = ms("2014-01-08T23:59:59Z")  # the 5th-newest version is due at 01-09 00:00
-    assert [lc.action_for(keep3, s, early, DAY) for s in states].count(lc.DELETE_VERSION) == 5
+    assert [lcd.action_for(keep3, s, early, DAY) for s in states].count(lcd.DELETE_VERSION) == 5
 
 
 def test_expired_delete_markers() -> None:
-    lone = lc.states_of(_history(("2014-01-02T11:30:00.000Z", True)))[0]
-    covering = lc.states_of(_history(("2014-01-02T11:30:00.000Z", True),
+    lone = lcd.states_of(_history(("2014-01-02T11:30:00.000Z", True)))[0]
+    covering = lcd.states_of(_history(("2014-01-02T11:30:00.000Z", True),
                                      ("2014-01-01T00:00:00.000Z", False)))[0]
     marker_rule = [_rule(expired_marker=True)]
-    assert lc.due(marker_rule, lone, DAY) == lc.Due(ms("2014-01-03T00:00:00Z"),
-                                                     lc.DELETE_VERSION, "r")
-    assert lc.due(marker_rule, covering, DAY) is None
-    assert lc.due([_rule(expired_marker=False)], lone, DAY) is None
+    assert lcd.due(marker_rule, lone, DAY) == lcd.Due(ms("2014-01-03T00:00:00Z"),
+                                                     lcd.DELETE_VERSION, "r")
+    assert lcd.due(marker_rule, covering, DAY) is None
+    assert lcd.due([_rule(expired_marker=False)], lone, DAY) is None
     # Days cleans up lone markers once they are old enough; Date never touches markers
-    assert lc.due([_rule(days=2)], lone, DAY) == lc.Due(ms("2014-01-05T00:00:00Z"),
-                                                        lc.DELETE_VERSION, "r")
-    assert lc.due([_rule(date="2000-01-01T00:00:00.000Z")], lone, DAY) is None
+    assert lcd.due([_rule(days=2)], lone, DAY) == lcd.Due(ms("2014-01-05T00:00:00Z"),
+                                                        lcd.DELETE_VERSION, "r")
+    assert lcd.due([_rule(date="2000-01-01T00:00:00.000Z")], lone, DAY) is None
     # a marker has no tags and size 0
-    assert lc.due([_rule(expired_marker=True, filter=lc.Filter("lt", less_than=1))], lone,
+    assert lcd.due([_rule(expired_marker=True, filter=lc.Filter("lt", less_than=1))], lone,
                   DAY) is not None
-    assert lc.due([_rule(days=1, filter=lc.Filter("tag", tags=(("a", "b"),)))], lone,
+    assert lcd.due([_rule(days=1, filter=lc.Filter("tag", tags=(("a", "b"),)))], lone,
                   DAY) is None
 
 
@@ -493,20 +494,20 @@ def test_incomplete_uploads_and_phases() -> None:
     abort = [_rule(id="a", abort_days=2, filter=lc.Filter("prefix", "up/")),
              _rule(id="b", abort_days=7)]
     initiated = ms("2014-01-15T10:30:00.000Z")
-    assert lc.abort_due(abort, "up/x", initiated, DAY) == lc.Due(
+    assert lcd.abort_due(abort, "up/x", initiated, DAY) == lcd.Due(
         ms("2014-01-18T00:00:00Z"), "abort", "a")
-    assert lc.abort_due(abort, "other", initiated, DAY) == lc.Due(
+    assert lcd.abort_due(abort, "other", initiated, DAY) == lcd.Due(
         ms("2014-01-23T00:00:00Z"), "abort", "b")
-    assert lc.abort_due([_rule(abort_days=2, enabled=False)], "x", initiated, DAY) is None
-    assert lc.phases([_rule(date="2020-01-01T00:00:00.000Z")]) == (True, False, False)
-    assert lc.phases([_rule(days=1)]) == (True, True, False)
-    assert lc.phases([_rule(noncurrent_days=1), _rule(abort_days=1)]) == (False, True, True)
-    assert lc.phases([_rule(days=1, enabled=False)]) == (False, False, False)
+    assert lcd.abort_due([_rule(abort_days=2, enabled=False)], "x", initiated, DAY) is None
+    assert lcd.phases([_rule(date="2020-01-01T00:00:00.000Z")]) == (True, False, False)
+    assert lcd.phases([_rule(days=1)]) == (True, True, False)
+    assert lcd.phases([_rule(noncurrent_days=1), _rule(abort_days=1)]) == (False, True, True)
+    assert lcd.phases([_rule(days=1, enabled=False)]) == (False, False, False)
 
 
 def test_iso_to_ms() -> None:
-    assert lc.iso_to_ms("1970-01-01T00:00:01.234Z") == 1234
-    assert lc.iso_to_ms("2014-01-19T00:00:00Z") == int(
+    assert lcd.iso_to_ms("1970-01-01T00:00:01.234Z") == 1234
+    assert lcd.iso_to_ms("2014-01-19T00:00:00Z") == int(
         datetime(2014, 1, 19, tzinfo=UTC).timestamp() * 1000)
 
 

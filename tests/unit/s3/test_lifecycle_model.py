@@ -15,6 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bleepstore.s3 import lifecycle as lc
+from bleepstore.s3 import lifecycle_due as lcd
 
 REAL_DAY = 86_400_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,7 +33,7 @@ def model_next_midnight(t_ms: int, day_ms: int) -> int:
     return math.ceil(Fraction(t_ms, day_ms)) * day_ms
 
 
-def model_matches(flt: lc.Filter, v: lc.VersionState) -> bool:
+def model_matches(flt: lc.Filter, v: lcd.VersionState) -> bool:
     if flt.prefix and v.key[:len(flt.prefix)] != flt.prefix:
         return False
     if not set(flt.tags) <= set(v.tags):
@@ -42,7 +43,7 @@ def model_matches(flt: lc.Filter, v: lc.VersionState) -> bool:
     return flt.less_than is None or v.size < flt.less_than
 
 
-def model_when(r: lc.Rule, v: lc.VersionState, day_ms: int) -> int | None:
+def model_when(r: lc.Rule, v: lcd.VersionState, day_ms: int) -> int | None:
     """When rule ``r`` acts on ``v`` (None: it never does)."""
     def age(start: int, days: int) -> int:
         return model_next_midnight(start + days * day_ms, day_ms)
@@ -67,7 +68,7 @@ def model_when(r: lc.Rule, v: lc.VersionState, day_ms: int) -> int | None:
     return None
 
 
-def model_action(rules: list[lc.Rule], v: lc.VersionState, now_ms: int,
+def model_action(rules: list[lc.Rule], v: lcd.VersionState, now_ms: int,
                  day_ms: int) -> str | None:
     times = [t for r in rules if r.enabled and model_matches(r.filter, v)
              if (t := model_when(r, v, day_ms)) is not None]
@@ -104,12 +105,12 @@ def rules(draw: st.DrawFn) -> lc.Rule:
 
 
 @st.composite
-def versions(draw: st.DrawFn) -> lc.VersionState:
+def versions(draw: st.DrawFn) -> lcd.VersionState:
     is_current = draw(st.booleans())
     marker = draw(st.booleans())
     lm = T0 + draw(st.integers(0, 40 * REAL_DAY))
     since = None if is_current else lm + draw(st.integers(0, 10 * REAL_DAY))
-    return lc.VersionState(
+    return lcd.VersionState(
         draw(_keys), 0 if marker else draw(st.integers(0, 50)), () if marker else draw(_tagsets),
         lm, is_current, since, marker, 0 if is_current else draw(st.integers(0, 6)),
         draw(st.booleans()) if is_current else False)
@@ -118,14 +119,14 @@ def versions(draw: st.DrawFn) -> lc.VersionState:
 @given(st.lists(rules(), min_size=1, max_size=4), versions(),
        st.integers(T0, T0 + 120 * REAL_DAY), st.sampled_from((REAL_DAY, 1000, 3_600_000, 7)))
 @example([lc.Rule("r", True, lc.Filter("all"), days=1)],
-         lc.VersionState("k", 1, (), REAL_DAY - 1, True), 2 * REAL_DAY, REAL_DAY)
-def test_action_matches_the_model(rs: list[lc.Rule], v: lc.VersionState, now: int,
+         lcd.VersionState("k", 1, (), REAL_DAY - 1, True), 2 * REAL_DAY, REAL_DAY)
+def test_action_matches_the_model(rs: list[lc.Rule], v: lcd.VersionState, now: int,
                                   day_ms: int) -> None:
-    assert lc.action_for(rs, v, now, day_ms) == model_action(rs, v, now, day_ms)
+    assert lcd.action_for(rs, v, now, day_ms) == model_action(rs, v, now, day_ms)
 
 
 @given(st.integers(0, 2**45), st.integers(1, 3650), st.sampled_from((REAL_DAY, 1000, 7)))
 def test_age_is_never_early_and_at_most_a_day_late(t: int, days: int, day_ms: int) -> None:
-    at = lc.after_days(t, days, day_ms)
+    at = lcd.after_days(t, days, day_ms)
     assert at == model_next_midnight(t + days * day_ms, day_ms)
     assert t + days * day_ms <= at < t + (days + 1) * day_ms and at % day_ms == 0
