@@ -32,7 +32,7 @@ from bleepstore.metadata.commands import CreateBucket
 from bleepstore.metadata.rows import OBJECT_COLS, cols, placeholders
 from bleepstore.metadata.sqlite import SqliteStore
 from bleepstore.model import Bucket, Owner
-from bleepstore.s3 import xml_render
+from bleepstore.s3 import xml_listings
 
 BUCKET = "bench"
 DIRS = 1000
@@ -74,7 +74,7 @@ def list_page(store: SqliteStore, *, delimiter: str | None, after: str | None) -
     """One ListObjectsV2 page as the server builds it: snapshot scan + XML rendering."""
     svc: Any = SimpleNamespace(store=store)
     page = _page(svc, BUCKET, "", delimiter, PAGE, after)
-    body = xml_render.list_objects_v2(
+    body = xml_listings.list_objects_v2(
         BUCKET, page, prefix="", delimiter=delimiter, max_keys=PAGE, encoding_type="url",
         start_after=after, continuation_token=None, next_continuation_token=None,
         fetch_owner=False, owner_of=lambda _: OWNER)

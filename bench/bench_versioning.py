@@ -29,7 +29,7 @@ from bleepstore.core.versioning import _VersionSource
 from bleepstore.metadata.commands import CreateBucket, PutBucketVersioning, PutObject
 from bleepstore.metadata.sqlite import SqliteStore
 from bleepstore.model import Bucket, ObjectMeta
-from bleepstore.s3 import xml_render
+from bleepstore.s3 import xml_listings
 from bleepstore.s3.listing import build_page_from
 
 BUCKET = "versioned"
@@ -55,7 +55,7 @@ def list_page(store: SqliteStore, bucket: str, *, delimiter: str | None,
               after: str | None) -> int:
     """One ListObjectsV2 page as the server builds it: snapshot scan + XML rendering."""
     page = _page(SimpleNamespace(store=store), bucket, "", delimiter, PAGE, after)  # type: ignore[arg-type]
-    body = xml_render.list_objects_v2(
+    body = xml_listings.list_objects_v2(
         bucket, page, prefix="", delimiter=delimiter, max_keys=PAGE, encoding_type="url",
         start_after=after, continuation_token=None, next_continuation_token=None,
         fetch_owner=False, owner_of=lambda _: OWNER)
@@ -71,7 +71,7 @@ def walk_versions(store: SqliteStore, bucket: str) -> tuple[int, int]:
         with store.snapshot():
             page = build_page_from(source, prefix="", delimiter=None, max_keys=PAGE,
                                    after=start[0] if start else None, start=start)
-        xml_render.list_object_versions(
+        xml_listings.list_object_versions(
             bucket, page.contents, page.common_prefixes, prefix="", key_marker=None,
             version_id_marker=None, next_key_marker=page.next_marker,
             next_version_id_marker=None, delimiter=None, max_keys=PAGE, encoding_type="url",

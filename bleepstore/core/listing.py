@@ -19,7 +19,7 @@ from bleepstore.core.services import Services
 from bleepstore.metadata.commands import DeleteObjects
 from bleepstore.metadata.versions import is_version_id
 from bleepstore.model import ObjectMeta, Owner, Page
-from bleepstore.s3 import xml
+from bleepstore.s3 import xml, xml_listings
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_from_json
 from bleepstore.s3.checksums import integrity_from_headers
@@ -80,7 +80,7 @@ def list_objects_v2(svc: Services, req: S3Request) -> S3Response:
     after = decode_token(token) if token is not None else (start_after or None)
     page = _page(svc, bucket.name, prefix, delimiter, max_keys, after)
     next_token = encode_token(page.next_marker) if page.is_truncated and page.next_marker else None
-    return xml_response(render.list_objects_v2(
+    return xml_response(xml_listings.list_objects_v2(
         bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
         encoding_type=encoding, start_after=start_after, continuation_token=token,
         next_continuation_token=next_token,
@@ -94,7 +94,7 @@ def list_objects(svc: Services, req: S3Request) -> S3Response:
     marker = req.query.get("marker")
     _echoable(marker, "marker", encoding)
     page = _page(svc, bucket.name, prefix, delimiter, max_keys, marker or None)
-    return xml_response(render.list_objects_v1(
+    return xml_response(xml_listings.list_objects_v1(
         bucket.name, page, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
         encoding_type=encoding, marker=marker, owner_of=owner_lookup(bucket_owner(bucket))))
 

@@ -34,6 +34,7 @@ from bleepstore.core.stale import raise_if_superseded, retry_superseded
 from bleepstore.core.uploads import UPLOAD_ID, load_upload, part_number
 from bleepstore.metadata.commands import AbortUpload, CreateUpload, PutPart
 from bleepstore.model import ObjectMeta, Part, StagedBlob, Upload
+from bleepstore.s3 import xml_listings
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.acl import acl_to_json
 from bleepstore.s3.checksums import (
@@ -244,8 +245,9 @@ def list_parts(svc: Services, req: S3Request) -> S3Response:
         ArgumentValue=raw_marker))
     parts = svc.store.list_parts(upload.upload_id, after=marker, limit=max_parts + 1)
     truncated = len(parts) > max_parts
-    return xml_response(render.list_parts(upload, parts[:max_parts], part_number_marker=marker,
-                                          max_parts=max_parts, is_truncated=truncated))
+    return xml_response(xml_listings.list_parts(
+        upload, parts[:max_parts], part_number_marker=marker, max_parts=max_parts,
+        is_truncated=truncated))
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,7 @@ def list_multipart_uploads(svc: Services, req: S3Request) -> S3Response:
         page = build_page_from(source, prefix=prefix, delimiter=delimiter,
                                max_keys=max_uploads, after=key_marker, start=start)
     last = page.last_item
-    return xml_response(render.list_multipart_uploads(
+    return xml_response(xml_listings.list_multipart_uploads(
         bucket.name, page.contents, page.common_prefixes, key_marker=key_marker,
         upload_id_marker=id_marker if key_marker is not None else None,
         next_key_marker=page.next_marker,

@@ -28,6 +28,7 @@ from bleepstore.core.services import Services
 from bleepstore.metadata.commands import PutBucketVersioning
 from bleepstore.metadata.versions import NULL, is_version_id
 from bleepstore.model import Bucket, ObjectMeta, ObjectVersion, Principal
+from bleepstore.s3 import xml_listings
 from bleepstore.s3 import xml_render as render
 from bleepstore.s3.headers import http_date
 from bleepstore.s3.listing import build_page_from
@@ -155,7 +156,7 @@ def list_object_versions(svc: Services, req: S3Request) -> S3Response:
         page = build_page_from(source, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
                                after=key_marker, start=start)
     last = page.last_item
-    return xml_response(render.list_object_versions(
+    return xml_response(xml_listings.list_object_versions(
         bucket.name, page.contents, page.common_prefixes, prefix=prefix,
         key_marker=key_marker, version_id_marker=id_marker if key_marker else None,
         next_key_marker=page.next_marker,

@@ -1,4 +1,5 @@
-"""bleepstore.s3.xml_render: element order against s3-api.md, and a real boto3 client.
+"""bleepstore.s3.xml_render and xml_listings: element order against s3-api.md, and a real
+boto3 client.
 
 The boto3 client is real; only its HTTP exchange is stubbed (``before-send``), so the
 botocore parser, the S3 customisations (encoding-type=url decoding) and the output shapes
@@ -29,6 +30,7 @@ from bleepstore.model import (
     Part,
     Upload,
 )
+from bleepstore.s3 import xml_listings
 from bleepstore.s3 import xml_render as R
 
 S3NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -217,14 +219,14 @@ def v2(page: Page, **kw: Any) -> bytes:
                             "next_continuation_token": None, "fetch_owner": False,
                             "owner_of": lambda o: OTHER}
     args.update(kw)
-    return R.list_objects_v2("bkt", page, **args)
+    return xml_listings.list_objects_v2("bkt", page, **args)
 
 
 def v1(page: Page, **kw: Any) -> bytes:
     args: dict[str, Any] = {"prefix": None, "delimiter": None, "max_keys": 1000,
                             "encoding_type": None, "marker": None, "owner_of": lambda o: OTHER}
     args.update(kw)
-    return R.list_objects_v1("bkt", page, **args)
+    return xml_listings.list_objects_v1("bkt", page, **args)
 
 
 def test_list_objects_v2_full_order() -> None:
@@ -308,7 +310,7 @@ def mpu(**kw: Any) -> bytes:
                                 "next_upload_id_marker": None, "delimiter": None, "prefix": None,
                                 "encoding_type": None, "max_uploads": 1000, "is_truncated": False}
     args.update(kw)
-    return R.list_multipart_uploads("bkt", [UPLOAD], ["d x/"], **args)
+    return xml_listings.list_multipart_uploads("bkt", [UPLOAD], ["d x/"], **args)
 
 
 def test_list_multipart_uploads_order() -> None:
@@ -337,8 +339,8 @@ def test_list_multipart_uploads_minimal() -> None:
 
 
 def test_list_parts_order() -> None:
-    root = root_of(R.list_parts(UPLOAD, PARTS, part_number_marker=0, max_parts=2,
-                                is_truncated=True))
+    root = root_of(xml_listings.list_parts(UPLOAD, PARTS, part_number_marker=0, max_parts=2,
+                                          is_truncated=True))
     assert names(root) == ["Bucket", "Key", "UploadId", "Initiator", "Owner", "StorageClass",
                            "ChecksumAlgorithm", "ChecksumType", "PartNumberMarker",
                            "NextPartNumberMarker", "MaxParts", "IsTruncated", "Part", "Part"]
@@ -350,15 +352,16 @@ def test_list_parts_order() -> None:
 
 def test_list_parts_empty() -> None:
     plain = Upload("0" * 32, "bkt", "k", OWNER.id, OWNER.display_name, TS)
-    root = root_of(R.list_parts(plain, [], part_number_marker=7, max_parts=1000,
-                                is_truncated=False))
+    root = root_of(xml_listings.list_parts(plain, [], part_number_marker=7, max_parts=1000,
+                                          is_truncated=False))
     assert "ChecksumAlgorithm" not in names(root) and "Part" not in names(root)
     assert "ChecksumType" not in names(root)
     assert sub(root, "NextPartNumberMarker").text == "0"
 
 
 def test_list_parts_boto3() -> None:
-    body = R.list_parts(UPLOAD, PARTS, part_number_marker=0, max_parts=2, is_truncated=True)
+    body = xml_listings.list_parts(UPLOAD, PARTS, part_number_marker=0, max_parts=2,
+                                   is_truncated=True)
     out = client_returning(body).list_parts(Bucket="bkt", Key=UPLOAD.key, UploadId="u")
     assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in out["Parts"]] == [
         (1, '"p1"', 5242880), (2, '"p2"', 1)]
@@ -457,11 +460,11 @@ def test_complete_multipart_with_checksum(value: str, kind: str) -> None:
 def test_list_parts_full_object_type() -> None:
     full = Upload("0" * 32, "bkt", "k", OWNER.id, OWNER.display_name, TS,
                   checksum_algorithm="CRC32", checksum_type="FULL_OBJECT")
-    root = root_of(R.list_parts(full, PARTS, part_number_marker=0, max_parts=2,
-                                is_truncated=False))
+    root = root_of(xml_listings.list_parts(full, PARTS, part_number_marker=0, max_parts=2,
+                                          is_truncated=False))
     assert sub(root, "ChecksumType").text == "FULL_OBJECT"
     nvme = Upload("0" * 32, "bkt", "k", OWNER.id, OWNER.display_name, TS,
                   checksum_algorithm="CRC64NVME")  # no stored type: the algorithm's default
-    root = root_of(R.list_parts(nvme, [], part_number_marker=0, max_parts=2,
-                                is_truncated=False))
+    root = root_of(xml_listings.list_parts(nvme, [], part_number_marker=0, max_parts=2,
+                                          is_truncated=False))
     assert sub(root, "ChecksumType").text == "FULL_OBJECT"
