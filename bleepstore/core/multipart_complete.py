@@ -51,7 +51,7 @@ from bleepstore.s3.checksums import (
 )
 from bleepstore.s3.conditions import check_write_preconditions, validate_write_condition_headers
 from bleepstore.s3.headers import normalize_etag, now_iso
-from bleepstore.s3.sigv4 import uri_encode
+from bleepstore.s3.sigv4_signing import uri_encode
 from bleepstore.storage.backend import BlobMissing
 from bleepstore.storage.faults import fault_point
 

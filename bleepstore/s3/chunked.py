@@ -23,7 +23,7 @@ from bleepstore.errors import (
     MalformedTrailerError,
     SignatureDoesNotMatch,
 )
-from bleepstore.s3.sigv4 import ChunkSignatureChain
+from bleepstore.s3.sigv4_signing import ChunkSignatureChain
 
 MALFORMED = "Malformed aws-chunked encoding"
 TRAILER_SIGNATURE = "x-amz-trailer-signature"

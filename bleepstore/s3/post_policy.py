@@ -34,7 +34,7 @@ from typing import Any
 
 from bleepstore import errors
 from bleepstore.model import Credential
-from bleepstore.s3.sigv4 import ALGORITHM, signing_key
+from bleepstore.s3.sigv4_signing import ALGORITHM, signing_key
 
 _EXPIRATION = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?Z")
 _ISO_BASIC = re.compile(r"\d{8}T\d{6}Z")

@@ -1,4 +1,5 @@
-"""AWS Signature Version 4 verification for S3 (auth.md §1-§5, chunk math of §6.3/§6.4).
+"""AWS Signature Version 4 verification for S3 (auth.md §1-§5; the signing primitives and
+the chunk math of §6.3/§6.4 are in ``sigv4_signing``).
 
 Sans-I/O: the caller hands in a ``SigningRequest`` (raw path and query exactly as received,
 a lowercase header getter) and a credential lookup; ``authenticate`` returns an ``AuthResult``
@@ -6,7 +7,7 @@ or raises an ``S3Error``.
 
 Invariants:
 - validation happens in the order the spec lists, so the first problem decides the error;
-- signatures are compared with ``hmac.compare_digest`` only;
+- signatures are compared with ``hmac.compare_digest`` only (``sigv4_signing.same``);
 - the canonical request is built from the raw request target, never from a decoded path,
   and hashed as the bytes the client sent (header values are given as their text,
   undecodable bytes as surrogates: ``canonical_bytes``);
@@ -18,14 +19,10 @@ Invariants:
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from bleepstore.errors import (
     AccessDenied,
@@ -41,10 +38,19 @@ from bleepstore.errors import (
 )
 from bleepstore.model import Credential
 from bleepstore.s3.numbers import INT32_MAX, parse_saturated
+from bleepstore.s3.sigv4_signing import (
+    ALGORITHM,
+    canonical_bytes,
+    canonical_query,
+    canonical_uri,
+    raw_canonical_uri,
+    same,
+    sign,
+    signing_key,
+    string_to_sign,
+)
 
-ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 STREAMING_VALUES = frozenset({"STREAMING-UNSIGNED-PAYLOAD-TRAILER",
                               "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
                               "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"})
@@ -82,90 +88,6 @@ MSG_BAD_SHA256 = (
     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, "
     "or a valid sha256 value."
 )
-
-
-# --- canonicalisation (§3.1) -------------------------------------------------------------
-
-def uri_encode(data: bytes, *, encode_slash: bool) -> str:
-    """Percent-encode every byte except ``A-Za-z0-9-_.~`` (and ``/`` unless encode_slash)."""
-    return quote_from_bytes(data, safe="-_.~" if encode_slash else "-_.~/")
-
-
-def canonical_uri(raw_path: str) -> str:
-    """Decode %XX (a lone ``%`` stays literal), re-encode, keep ``/``; empty -> ``/``."""
-    return uri_encode(unquote_to_bytes(raw_path), encode_slash=False) if raw_path else "/"
-
-
-def raw_canonical_uri(raw_path: str) -> str:
-    """The §3.1 step 5 fallback: the path exactly as received (empty -> ``/``)."""
-    return raw_path or "/"
-
-
-def canonical_query(raw_query: str, *, drop_signature: bool) -> str:
-    """Canonical query string; ``+`` stays a literal plus (encoded as ``%2B``)."""
-    if drop_signature:
-        raw_query = "&".join(s for s in raw_query.split("&") if not _is_signature(s))
-    if len(raw_query) <= MAX_CACHED_QUERY:
-        return _canonical_query(raw_query)
-    return _canonical_query.__wrapped__(raw_query)
-
-
-def _is_signature(segment: str) -> bool:
-    name = segment.partition("=")[0]
-    return name == "X-Amz-Signature" or ("%" in name and
-                                         unquote_to_bytes(name) == b"X-Amz-Signature")
-
-
-# NOTE: a presigned URL's query minus its signature is the same for every URL one client
-# signs in a second (credential, date, expiry): canonicalised once, not per request.
-MAX_CACHED_QUERY = 1024
-
-
-@lru_cache(maxsize=256)
-def _canonical_query(raw_query: str) -> str:
-    pairs = []
-    for segment in raw_query.split("&"):
-        if not segment:
-            continue
-        name, _, value = segment.partition("=")
-        pairs.append((uri_encode(unquote_to_bytes(name), encode_slash=True),
-                      uri_encode(unquote_to_bytes(value), encode_slash=True)))
-    pairs.sort()
-    return "&".join(f"{n}={v}" for n, v in pairs)
-
-
-# --- signing math (§3.2, §3.3) -----------------------------------------------------------
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-@lru_cache(maxsize=1024)
-def signing_key(secret: str, date: str, region: str) -> bytes:
-    """kSigning for (secret, yyyymmdd, region); cached, so a rotated secret is a new entry."""
-    k_date = _hmac(b"AWS4" + secret.encode(), date)
-    return _hmac(_hmac(_hmac(k_date, region), "s3"), "aws4_request")
-
-
-def canonical_bytes(canonical_request: str) -> bytes:
-    """The bytes a canonical request stands for. Header values are the client's text
-    (``SigningRequest.get_header``); wire bytes that were not UTF-8 are surrogates there
-    and come back as the bytes themselves."""
-    return canonical_request.encode("utf-8", "surrogateescape")
-
-
-def string_to_sign(timestamp: str, scope: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_bytes(canonical_request)).hexdigest()
-    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
-
-
-def _sign(key: bytes, sts: str) -> str:
-    return hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
-
-
-def _same(expected: str, provided: str) -> bool:
-    """Constant-time comparison; a non-ASCII value (never a valid signature) just differs."""
-    return provided.isascii() and hmac.compare_digest(expected, provided)
 
 
 # --- request model -----------------------------------------------------------------------
@@ -402,7 +324,7 @@ def _verify(result: AuthResult, req: SigningRequest, parsed: _Parsed, hashed_pay
     for path in paths:
         creq = _canonical_request(req, path, parsed, hashed_payload, drop_signature)
         sts = string_to_sign(parsed.timestamp, parsed.scope, creq)
-        if _same(_sign(result.signing_key, sts), parsed.signature):
+        if same(sign(result.signing_key, sts), parsed.signature):
             return replace(result, canonical_request=creq, string_to_sign=sts)
         first = first or (creq, sts)
     assert first is not None
@@ -472,31 +394,3 @@ def _presign_expires(value: str) -> int:
     if expires > MAX_EXPIRES:
         raise AuthorizationQueryParametersError(MSG_EXPIRES_OVER_A_WEEK)
     return expires
-
-
-# --- aws-chunked signatures (§6.3, §6.4) -------------------------------------------------
-
-class ChunkSignatureChain:
-    """Verifies the chained chunk signatures and the trailer signature of one request."""
-
-    def __init__(self, signing_key: bytes, timestamp: str, scope: str, seed_signature: str) -> None:
-        self._key = signing_key
-        self._prefix = f"\n{timestamp}\n{scope}\n"
-        self.previous = seed_signature
-
-    def verify_chunk(self, chunk_sha256_hex: str, signature: str) -> None:
-        """Check one chunk's signature (the final empty chunk too); advances the chain."""
-        sts = (f"AWS4-HMAC-SHA256-PAYLOAD{self._prefix}{self.previous}\n"
-               f"{EMPTY_SHA256}\n{chunk_sha256_hex}")
-        self._check(sts, signature)
-
-    def verify_trailer(self, canonical_trailer: bytes, signature: str) -> None:
-        """Check ``x-amz-trailer-signature`` over the canonical trailer block."""
-        digest = hashlib.sha256(canonical_trailer).hexdigest()
-        self._check(f"AWS4-HMAC-SHA256-TRAILER{self._prefix}{self.previous}\n{digest}", signature)
-
-    def _check(self, sts: str, signature: str) -> None:
-        expected = _sign(self._key, sts)
-        if not _same(expected, signature):
-            raise SignatureDoesNotMatch(StringToSign=sts, SignatureProvided=signature)
-        self.previous = expected

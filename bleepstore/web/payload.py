@@ -20,7 +20,8 @@ from bleepstore.s3.checksums import (
 )
 from bleepstore.s3.chunked import AwsChunkedDecoder
 from bleepstore.s3.numbers import INT64_MAX, parse_saturated
-from bleepstore.s3.sigv4 import AuthResult, ChunkSignatureChain
+from bleepstore.s3.sigv4 import AuthResult
+from bleepstore.s3.sigv4_signing import ChunkSignatureChain
 from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
 from bleepstore.web.environ import CONTINUE_KEY, timed_read
 

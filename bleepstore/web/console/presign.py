@@ -14,10 +14,9 @@ from datetime import datetime
 from urllib.parse import quote
 
 from bleepstore.model import Credential
-from bleepstore.s3.sigv4 import (
+from bleepstore.s3.sigv4 import ISO_BASIC, UNSIGNED_PAYLOAD
+from bleepstore.s3.sigv4_signing import (
     ALGORITHM,
-    ISO_BASIC,
-    UNSIGNED_PAYLOAD,
     canonical_query,
     canonical_uri,
     signing_key,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bleepstore import errors
 from bleepstore.model import Credential
-from bleepstore.s3 import checksums, sigv4
+from bleepstore.s3 import checksums, sigv4, sigv4_signing
 from bleepstore.s3.chunked import AwsChunkedDecoder
 
 EX = json.loads((Path(__file__).parent / "vectors" / "chunked_aws_example.json").read_text())
@@ -29,7 +29,7 @@ SCOPE = "20130524/us-east-1/s3/aws4_request"
 
 
 def tiny_key(secret: str = EX["secret_key"]) -> bytes:
-    """Independent signing-key derivation (does not use sigv4.signing_key)."""
+    """Independent signing-key derivation (does not use sigv4_signing.signing_key)."""
     key = ("AWS4" + secret).encode()
     for part in ("20130524", "us-east-1", "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -72,9 +72,9 @@ def encode(
     return b"".join(out)
 
 
-def chain(seed: str) -> sigv4.ChunkSignatureChain:
-    return sigv4.ChunkSignatureChain(
-        sigv4.signing_key(EX["secret_key"], "20130524", "us-east-1"), TS, SCOPE, seed
+def chain(seed: str) -> sigv4_signing.ChunkSignatureChain:
+    return sigv4_signing.ChunkSignatureChain(
+        sigv4_signing.signing_key(EX["secret_key"], "20130524", "us-east-1"), TS, SCOPE, seed
     )
 
 
@@ -137,7 +137,7 @@ def test_aws_example_seed_signature() -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_aws_example_chunk_signatures(mode: str) -> None:
     payload, body, result = aws_example()
-    ch = sigv4.ChunkSignatureChain(
+    ch = sigv4_signing.ChunkSignatureChain(
         result.signing_key, result.timestamp, result.scope, result.signature
     )
     out, trailers = decode(body, mode, decoded_length=len(payload), chain=ch)
