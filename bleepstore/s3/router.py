@@ -1,8 +1,7 @@
-"""Addressing and dispatch (s3-api.md §2.1-§2.5). Pure: a raw target in, an ``Op`` out.
+"""Dispatch (s3-api.md §2.4-§2.5). Pure: a method, an ``Address`` and a query in, an ``Op`` out.
 
 Invariants:
-- Bucket and key are percent-decoded separately from the raw target, ``+`` stays literal,
-  and the key is never normalised (``a//b``, ``./x``, a trailing ``/`` are distinct keys).
+- Which resource a target names (bucket, key, service paths) is ``s3/address.py``'s.
 - ``route`` is driven by the data in ``_TABLES``; rows are tried top to bottom after two
   global checks: unsupported sub-resources (501) and recognised sub-resources used
   with a method that has no row for them (405 — ``DELETE /b/k?acl`` never deletes).
@@ -10,8 +9,7 @@ Invariants:
   sub-resource is in ``NOT_IMPLEMENTED`` and answers 501 naming it (sub-resources in
   ``route``, headers in ``refuse_unimplemented_headers``, which the web dispatch calls
   after authentication, before any body byte or state change).
-- Query parameters: first occurrence wins, names are case-sensitive, blank values kept,
-  unknown names ignored.
+- Unknown query parameters are ignored.
 """
 
 from __future__ import annotations
@@ -20,16 +18,14 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from urllib.parse import unquote_to_bytes
 
 from bleepstore.errors import (
     InvalidArgument,
-    InvalidURI,
     MethodNotAllowed,
     S3Error,
     S3NotImplemented,
 )
-from bleepstore.s3.names import validate_bucket_name
+from bleepstore.s3.address import Address
 
 
 class Op(enum.Enum):
@@ -83,102 +79,6 @@ class Op(enum.Enum):
     COMPLETE_MULTIPART_UPLOAD = "CompleteMultipartUpload"
     ABORT_MULTIPART_UPLOAD = "AbortMultipartUpload"
     LIST_PARTS = "ListParts"
-
-
-@dataclass(frozen=True)
-class Address:
-    """The resource a request names. ``bucket is None`` = service; ``key is None`` = bucket."""
-
-    bucket: str | None
-    key: str | None
-    virtual_host: bool
-
-
-RESERVED_SERVICE_PATHS = frozenset(
-    {"/health", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
-
-
-CONSOLE_PATH = "/console"
-
-
-def is_console_path(raw_path: str) -> bool:
-    """``/console`` and everything under ``/console/`` (the web console, web/console/)."""
-    return raw_path == CONSOLE_PATH or raw_path.startswith(CONSOLE_PATH + "/")
-
-
-def is_service_endpoint(raw_path: str, *, console: bool = False) -> bool:
-    """True for the §2.2 service paths, and the console's when it is enabled (the caller
-    also checks: path-style, no S3 auth)."""
-    return (raw_path in RESERVED_SERVICE_PATHS or raw_path.startswith("/docs/")
-            or (console and is_console_path(raw_path)))
-
-
-# ---------------------------------------------------------------- raw target decoding
-
-def split_target(raw_target: str) -> tuple[str, str]:
-    """Split a raw request target at the first ``?`` into (raw path, raw query)."""
-    path, _, query = raw_target.partition("?")
-    return path, query
-
-
-def _decode(raw: str, what: str) -> str:
-    # NOTE: WSGI strings are latin-1 views of the wire bytes, so latin-1 recovers them;
-    # a str holding code points above U+00FF cannot come from WSGI and is taken as text.
-    if raw.isascii() and "%" not in raw:
-        return raw  # nothing to decode (most names and values)
-    try:
-        data = raw.encode("latin-1")
-    except UnicodeEncodeError:
-        data = raw.encode("utf-8", "surrogateescape")
-    try:
-        return unquote_to_bytes(data).decode("utf-8")
-    except UnicodeDecodeError:
-        if what == "path":  # [S3] a key S3 cannot read is the URI it cannot parse
-            raise InvalidURI() from None
-        raise InvalidArgument(f"The {what} is not valid UTF-8 after percent-decoding",
-                              ArgumentName=what) from None
-
-
-def decode_path_segment(raw: str) -> str:
-    """Percent-decode a raw bucket or key (``+`` literal); bad UTF-8 -> 400 InvalidURI."""
-    return _decode(raw, "path")
-
-
-def parse_query(raw_query: str) -> dict[str, str]:
-    """Decode a raw query string; the first occurrence of a name wins, blanks are kept."""
-    params: dict[str, str] = {}
-    for piece in raw_query.split("&"):
-        if not piece:
-            continue
-        raw_name, _, raw_value = piece.partition("=")
-        name = _decode(raw_name, "query")
-        if name not in params:
-            params[name] = _decode(raw_value, "query")
-    return params
-
-
-def _strip_port(host: str) -> str:
-    if host.startswith("["):
-        end = host.find("]")
-        return host if end < 0 else host[: end + 1]
-    return host.partition(":")[0]
-
-
-def resolve_address(host: str | None, raw_path: str, domains: Sequence[str]) -> Address:
-    """§2.1 virtual-hosted vs path-style, §2.3 bucket/key extraction."""
-    h = _strip_port(host.strip().lower()) if host else ""
-    path = raw_path[1:] if raw_path.startswith("/") else raw_path
-    lowered = [d.lower() for d in domains if d]
-    matches = [d for d in lowered if len(h) > len(d) + 1 and h.endswith("." + d)]
-    if matches and h not in lowered:  # a host equal to a domain is path-style
-        bucket = h[: -len(max(matches, key=len)) - 1]
-        validate_bucket_name(bucket)
-        return Address(bucket, decode_path_segment(path) if path else None, True)
-    if not path:
-        return Address(None, None, False)
-    raw_bucket, _, raw_key = path.partition("/")
-    key = decode_path_segment(raw_key) if raw_key else None
-    return Address(decode_path_segment(raw_bucket), key, False)
 
 
 # ---------------------------------------------------------------- the dispatch table
@@ -466,9 +366,7 @@ def route(method: str, address: Address, query: Mapping[str, str],
     raise _not_allowed(method, resource, _allow(rows))
 
 
-__all__ = ["Address", "Op", "RECOGNISED_SUBRESOURCES", "RESERVED_SERVICE_PATHS", "Reject",
-           "Row", "UNSUPPORTED_SUBRESOURCES", "decode_path_segment", "is_console_path",
-           "is_service_endpoint", "parse_query", "resolve_address", "route", "split_target"]
+__all__ = ["Op", "RECOGNISED_SUBRESOURCES", "Reject", "Row", "UNSUPPORTED_SUBRESOURCES", "route"]
 
 
 def operation_table() -> dict[str, tuple[Row, ...]]:

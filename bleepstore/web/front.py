@@ -26,16 +26,16 @@ from bleepstore import errors
 from bleepstore.config import Config
 from bleepstore.model import Credential, Principal
 from bleepstore.s3 import cors, sigv2
-from bleepstore.s3.headers import check_transfer_encoding
-from bleepstore.s3.names import validate_key
-from bleepstore.s3.router import (
+from bleepstore.s3.address import (
     Address,
     is_service_endpoint,
     parse_query,
     resolve_address,
-    route,
     split_target,
 )
+from bleepstore.s3.headers import check_transfer_encoding
+from bleepstore.s3.names import validate_key
+from bleepstore.s3.router import route
 from bleepstore.s3.sigv4 import (
     PRESIGN_MARKERS,
     AuthResult,

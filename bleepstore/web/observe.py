@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from bleepstore.logs import write_info_line
-from bleepstore.s3.router import is_console_path
+from bleepstore.s3.address import is_console_path
 from bleepstore.web.client_ip import environ_client_ip, parse_trusted
 from bleepstore.web.environ import raw_target
 from bleepstore.web.metrics import Metrics

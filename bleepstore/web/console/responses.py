@@ -18,7 +18,7 @@ from typing import Any
 import falcon
 
 from bleepstore import errors
-from bleepstore.s3.router import is_console_path
+from bleepstore.s3.address import is_console_path
 from bleepstore.web.errors import handle_http_error, handle_s3_error, handle_unexpected
 
 log = logging.getLogger("bleepstore.console")

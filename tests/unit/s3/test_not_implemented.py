@@ -13,13 +13,12 @@ from bleepstore.core.inputs import reject_unsupported_headers
 from bleepstore.core.request import S3Request
 from bleepstore.errors import S3NotImplemented
 from bleepstore.model import Principal
+from bleepstore.s3.address import Address, parse_query
 from bleepstore.s3.router import (
     NOT_IMPLEMENTED,
     RECOGNISED_SUBRESOURCES,
     UNSUPPORTED_SUBRESOURCES,
-    Address,
     Op,
-    parse_query,
     refuse_unimplemented_headers,
     route,
 )

@@ -16,18 +16,16 @@ from bleepstore.errors import (
     S3Error,
     S3NotImplemented,
 )
-from bleepstore.s3.router import (
+from bleepstore.s3.address import (
     RESERVED_SERVICE_PATHS,
-    UNSUPPORTED_SUBRESOURCES,
     Address,
-    Op,
     decode_path_segment,
     is_service_endpoint,
     parse_query,
     resolve_address,
-    route,
     split_target,
 )
+from bleepstore.s3.router import UNSUPPORTED_SUBRESOURCES, Op, route
 
 DOMAINS = ["localhost", "s3.example.com", "example.com"]
 
