@@ -111,7 +111,7 @@ def _start(server: Any) -> None:
     from bleepstore.errors import S3Error
     from bleepstore.logs import setup_logging
     from bleepstore.recovery import run_recovery
-    from bleepstore.storage.gateway import GatewayError
+    from bleepstore.storage.cloud import GatewayError
 
     try:
         # NOTE: the one lock the master owns, on purpose: workers inherit it, so it ends

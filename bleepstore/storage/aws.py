@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from bleepstore import errors
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.gateway import GatewayError, NativePart
+from bleepstore.storage.cloud import GatewayError, NativePart
 from bleepstore.storage.localio import CHUNK
 
 if TYPE_CHECKING:

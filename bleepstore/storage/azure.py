@@ -35,14 +35,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from bleepstore import errors
 from bleepstore.config import AzureStorageConfig
+from bleepstore.storage.azure_streams import FileSlice, RangeStream, run_all
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.gateway import GatewayError, NativePart
+from bleepstore.storage.cloud import GatewayError, NativePart
 from bleepstore.storage.localio import CHUNK
 
 if TYPE_CHECKING:
@@ -189,14 +189,14 @@ class AzureCloud:
         tasks = [self._file_block_task(blob, name, path, offset, length,
                                        part_block_id(number, attempt, sub))
                  for sub, offset, length in _spans(size, block)]
-        _run_all(tasks, self._upload_concurrency)
+        run_all(tasks, self._upload_concurrency)
         return str(block)
 
     def copy_part(self, name: str, number: int, attempt: str, src: str, size: int) -> str:
         blob, block = self._blob(name), self._part_block(size)
         tasks = [self._stage_task(blob, src, offset, length, part_block_id(number, attempt, sub))
                  for sub, offset, length in _spans(size, block)]
-        _run_all(tasks, self._compose_concurrency)
+        run_all(tasks, self._compose_concurrency)
         return str(block)
 
     def complete_upload(self, name: str, parts: Sequence[NativePart]) -> None:
@@ -246,7 +246,7 @@ class AzureCloud:
                          length: int, bid: str) -> Callable[[], None]:
         def stage() -> None:
             with open(path, "rb") as f, self._translated(name):
-                blob.stage_block(bid, cast(IO[bytes], _FileSlice(f, offset, length)),
+                blob.stage_block(bid, cast(IO[bytes], FileSlice(f, offset, length)),
                                  length=length)
         return stage
 
@@ -258,7 +258,7 @@ class AzureCloud:
         tasks = [self._stage_task(blob, sources[index][0], offset, length, bid)
                  for index, offset, length, bid in plan]
         try:
-            _run_all(tasks, self._compose_concurrency)
+            run_all(tasks, self._compose_concurrency)
             from azure.storage.blob import BlobBlock
 
             with self._translated(dst):
@@ -279,7 +279,7 @@ class AzureCloud:
                              "blocks are streamed through BleepStore")
                     self._from_url = False
             with self._translated(src):
-                source = cast(IO[bytes], _RangeStream(self, src, offset, length))
+                source = cast(IO[bytes], RangeStream(self.read, src, offset, length))
                 blob.stage_block(bid, source, length=length)
         return stage
 
@@ -455,114 +455,3 @@ class AzureCloud:
             for piece in download.chunks():
                 for start in range(0, len(piece), CHUNK):
                     yield piece[start:start + CHUNK]
-
-
-class _RangeStream:
-    """A seekable file over ``length`` bytes of a blob from ``offset``, read lazily in
-    GETs; the SDK streams it into one Put Block and seeks back to retry."""
-
-    def __init__(self, cloud: AzureCloud, name: str, offset: int, length: int) -> None:
-        self._cloud, self._name, self._offset, self._length = cloud, name, offset, length
-        self._pos = 0
-        self._chunks: Iterator[bytes] | None = None
-        self._view = memoryview(b"")
-
-    def __len__(self) -> int:
-        return self._length
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        if size is None or size < 0:
-            size = self._length - self._pos
-        size = min(size, self._length - self._pos)
-        if size <= 0:
-            return b""
-        if not self._view:
-            if self._chunks is None:
-                self._chunks = self._cloud.read(self._name, self._offset + self._pos,
-                                                self._length - self._pos)
-            piece = next(self._chunks, b"")
-            if not piece:
-                raise BlobMissing(f"{self._name}: ended at {self._pos} of {self._length}")
-            self._view = memoryview(piece)
-        out = bytes(self._view[:size])
-        self._view = self._view[len(out):]
-        self._pos += len(out)
-        return out
-
-    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
-        target = min(max(base + pos, 0), self._length)
-        if target != self._pos:
-            self._close_download()
-            self._pos = target
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._close_download()
-
-    def _close_download(self) -> None:
-        chunks, self._chunks, self._view = self._chunks, None, memoryview(b"")
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-
-
-class _FileSlice:
-    """A seekable view of ``length`` bytes of an open file from ``offset``: the SDK streams
-    it into one Put Block and seeks back to retry."""
-
-    def __init__(self, f: IO[bytes], offset: int, length: int) -> None:
-        self._f, self._offset, self._length = f, offset, length
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        left = self._length - self._pos
-        size = left if size is None or size < 0 else min(size, left)
-        if size <= 0:
-            return b""
-        data = os.pread(self._f.fileno(), size, self._offset + self._pos)
-        self._pos += len(data)
-        return data
-
-    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
-        self._pos = min(max(base + pos, 0), self._length)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-
-def _run_all(tasks: Sequence[Callable[[], None]], workers: int) -> None:
-    """Run ``tasks`` on up to ``workers`` threads; the first failure cancels the rest."""
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            task()
-        return
-    with ThreadPoolExecutor(min(workers, len(tasks)),
-                            thread_name_prefix="bleepstore-azure") as pool:
-        futures = [pool.submit(task) for task in tasks]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise

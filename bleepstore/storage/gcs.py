@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from bleepstore import errors
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.gateway import GatewayError
+from bleepstore.storage.cloud import GatewayError
 from bleepstore.storage.localio import CHUNK
 
 if TYPE_CHECKING:

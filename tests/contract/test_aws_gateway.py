@@ -43,7 +43,8 @@ from bleepstore.model import Part, StagedBlob
 from bleepstore.storage import aws
 from bleepstore.storage.aws import AwsCloud
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.gateway import GatewayError, NativeGateway
+from bleepstore.storage.cloud import GatewayError
+from bleepstore.storage.gateway import NativeGateway
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -812,7 +813,6 @@ def test_bleepstore_upstream_round_trip(bleep_gw: NativeGateway) -> None:
     bleep_gw.delete(staged.data_ref)
     with pytest.raises(BlobMissing):
         bleep_gw.size(staged.data_ref)
-
 
 
 def test_bleepstore_upstream_passthrough(bleep_gw: NativeGateway) -> None:

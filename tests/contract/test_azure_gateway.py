@@ -37,7 +37,8 @@ from bleepstore.config import AzureStorageConfig  # noqa: E402
 from bleepstore.model import Part, StagedBlob  # noqa: E402
 from bleepstore.storage.azure import AzureCloud, block_id, part_block_id  # noqa: E402
 from bleepstore.storage.backend import BlobMissing  # noqa: E402
-from bleepstore.storage.gateway import GatewayError, NativeGateway  # noqa: E402
+from bleepstore.storage.cloud import GatewayError  # noqa: E402
+from bleepstore.storage.gateway import NativeGateway  # noqa: E402
 
 MiB = 1 << 20
 KiB = 1 << 10

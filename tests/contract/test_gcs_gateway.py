@@ -39,7 +39,8 @@ from bleepstore import errors  # noqa: E402
 from bleepstore.config import GcpStorageConfig  # noqa: E402
 from bleepstore.model import Part  # noqa: E402
 from bleepstore.storage.backend import BlobMissing  # noqa: E402
-from bleepstore.storage.gateway import ComposeGateway, GatewayError  # noqa: E402
+from bleepstore.storage.cloud import GatewayError  # noqa: E402
+from bleepstore.storage.gateway import ComposeGateway  # noqa: E402
 from bleepstore.storage.gcs import MAX_COMPOSE, GcsCloud  # noqa: E402
 
 PREFIX = "gw/"
