@@ -36,8 +36,10 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 AREAS = [
-    ("auth/sigv4", ("bleepstore/s3/sigv4.py", "bleepstore/credentials.py", "/hmac.py")),
-    ("routing/front", ("bleepstore/s3/router.py", "bleepstore/s3/names.py",
+    ("auth/sigv4", ("bleepstore/s3/sigv4.py", "bleepstore/s3/sigv4_signing.py",
+                    "bleepstore/credentials.py", "/hmac.py")),
+    ("routing/front", ("bleepstore/s3/router.py", "bleepstore/s3/address.py",
+                       "bleepstore/s3/names.py",
                        "bleepstore/web/front.py", "bleepstore/web/environ.py",
                        "bleepstore/web/context.py")),
     ("sqlite/metadata", ("bleepstore/metadata/", "/sqlite3/")),
