@@ -21,6 +21,7 @@ from support.server import free_port  # noqa: E402
 
 # ---------------------------------------------------------------- disk
 
+
 def python_write_fsync(path: Path, size: int) -> float:
     """Write ``size`` bytes in 1 MiB blocks (distinct: block index stamped in), fsync,
     close; MB/s over the whole thing. The file is left behind (it is the source file)."""

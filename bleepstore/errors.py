@@ -30,7 +30,6 @@ class S3Error(Exception):
         return self
 
 
-
 class AccessDenied(S3Error):
     code, status, message = "AccessDenied", 403, "Access Denied"
 

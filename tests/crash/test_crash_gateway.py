@@ -83,6 +83,7 @@ DEADLINE_S = 20.0
 BUSY_TIMEOUT_MS = 40_000
 LOCK_HELD_S = 20.0
 
+
 def poll(what: str, ready: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
     """``ready()`` until truthy (returned) or the deadline (a failure naming ``what``)."""
     deadline = time.monotonic() + timeout
@@ -803,7 +804,6 @@ def test_kill9_during_complete(make_gateway: Callable[..., Gateway], when: str) 
     print(f"\n{gw.cloud} {label}: 1 kill, {len(up.parts)} parts, {seen}, {len(orphans)} "
           f"orphans seen, {counts['orphans_removed']} removed, {counts['blobs_collected']} "
           f"GC intents swept at start, state {expected}, {len(hidden)} hidden left")
-
 
 
 def test_complete_after_assembled_crash_with_another_list(

@@ -97,8 +97,6 @@ def new_user(client: Client, admin: Session, name: str) -> tuple[str, str]:
     return reply.json()["access_key"], reply.json()["secret_key"]
 
 
-
-
 def test_the_console_session_drives_s3_and_presigns(srv: Server, client: Client) -> None:
     admin = client.login(ACCESS_KEY, SECRET_KEY)
     key, secret = new_user(client, admin, "erin")

@@ -113,6 +113,7 @@ def _raw_page(server: Server, bucket: str, sc: Scenario, after: str | None,
     dec = unquote if sc.encode else (lambda v: v)
     keys = texts(root, f"{NS}Contents/{NS}Key")
     prefixes = texts(root, f"{NS}CommonPrefixes/{NS}Prefix")
+
     def echo(name: str) -> str | None:
         value = one(root, name)
         return None if value is None else dec(value)
