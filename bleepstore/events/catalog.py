@@ -53,10 +53,17 @@ def events_for(cmd: Any, result: Any) -> list[Event]:
     """The events of ``cmd``, committed with ``result`` (the handler's return value)."""
     origin = getattr(cmd, "origin", None)
     rid, op = (origin.request_id, origin.operation) if origin is not None else ("", "")
+    if isinstance(cmd, (c.PutObject, c.CompleteUpload, c.DeleteObjects)):
+        return _object_events(cmd, result, rid, op)
+    return _bucket_and_upload_events(cmd, result, rid)
 
-    def one(kind: str, bucket: str, **data: Any) -> list[Event]:
-        return [Event(kind, bucket, {"bucket": bucket, **data}, rid)]
 
+def _one(kind: str, bucket: str, rid: str, **data: Any) -> list[Event]:
+    return [Event(kind, bucket, {"bucket": bucket, **data}, rid)]
+
+
+def _object_events(cmd: c.PutObject | c.CompleteUpload | c.DeleteObjects, result: Any,
+                   rid: str, op: str) -> list[Event]:
     if isinstance(cmd, c.PutObject):
         meta = cmd.meta
         return [Event("object.created", meta.bucket,
@@ -67,37 +74,41 @@ def events_for(cmd: Any, result: Any) -> list[Event]:
         return [Event("object.created", meta.bucket,
                       _object_created(meta, "CompleteMultipartUpload",
                                       result[1] if result else None), rid),
-                *one("multipart.completed", meta.bucket, key=meta.key,
-                     upload_id=cmd.upload_id, etag=meta.etag, size=meta.size)]
-    if isinstance(cmd, c.DeleteObjects):
-        changes = [_deleted(r) for r in result or ()]
-        if not changes:
-            return []
-        if op == "DeleteObject":
-            return one("object.deleted", cmd.bucket, **changes[0])
-        if any(len(change) > 1 for change in changes):  # versions: say which, per key
-            return one("objects.deleted", cmd.bucket, keys=[ch["key"] for ch in changes],
-                       versions=changes)
-        return one("objects.deleted", cmd.bucket, keys=[ch["key"] for ch in changes])
+                *_one("multipart.completed", meta.bucket, rid, key=meta.key,
+                      upload_id=cmd.upload_id, etag=meta.etag, size=meta.size)]
+    changes = [_deleted(r) for r in result or ()]
+    if not changes:
+        return []
+    if op == "DeleteObject":
+        return _one("object.deleted", cmd.bucket, rid, **changes[0])
+    keys = [ch["key"] for ch in changes]
+    if any(len(change) > 1 for change in changes):  # versions: say which, per key
+        return _one("objects.deleted", cmd.bucket, rid, keys=keys, versions=changes)
+    return _one("objects.deleted", cmd.bucket, rid, keys=keys)
+
+
+def _bucket_and_upload_events(cmd: Any, result: Any, rid: str) -> list[Event]:
     if isinstance(cmd, c.CreateBucket):
         b = cmd.bucket
-        return one("bucket.created", b.name, region=b.region, owner=b.owner_id) if result else []
+        return (_one("bucket.created", b.name, rid, region=b.region, owner=b.owner_id)
+                if result else [])
     if isinstance(cmd, c.DeleteBucket):
-        return one("bucket.deleted", cmd.name)
+        return _one("bucket.deleted", cmd.name, rid)
     if isinstance(cmd, c.PutBucketAcl):
-        return one("bucket.acl.updated", cmd.name, acl=json.loads(cmd.acl))
+        return _one("bucket.acl.updated", cmd.name, rid, acl=json.loads(cmd.acl))
     if isinstance(cmd, c.PutObjectAcl):
-        return one("object.acl.updated", cmd.bucket, key=cmd.key, acl=json.loads(cmd.acl))
+        return _one("object.acl.updated", cmd.bucket, rid, key=cmd.key,
+                    acl=json.loads(cmd.acl))
     if isinstance(cmd, c.CreateUpload):
         u = cmd.upload
-        return one("multipart.created", u.bucket, key=u.key, upload_id=u.upload_id)
+        return _one("multipart.created", u.bucket, rid, key=u.key, upload_id=u.upload_id)
     if isinstance(cmd, c.PutPart):
         p = cmd.part
-        return one("part.uploaded", cmd.bucket, key=cmd.key, upload_id=p.upload_id,
-                   part_number=p.part_number, etag=p.etag, size=p.size)
+        return _one("part.uploaded", cmd.bucket, rid, key=cmd.key, upload_id=p.upload_id,
+                    part_number=p.part_number, etag=p.etag, size=p.size)
     if isinstance(cmd, c.AbortUpload):
-        return one("multipart.aborted", cmd.bucket, key=cmd.key, upload_id=cmd.upload_id,
-                   reason="client")
+        return _one("multipart.aborted", cmd.bucket, rid, key=cmd.key,
+                    upload_id=cmd.upload_id, reason="client")
     if isinstance(cmd, c.ReapExpiredUploads):
         return [Event("multipart.aborted", bucket,
                       {"bucket": bucket, "key": key, "upload_id": upload_id,

@@ -137,23 +137,7 @@ class S3Front:
         ctx.header = header_getter(env)
         raw_path, raw_query = split_target(raw_target(env))
         ctx.raw_path, ctx.raw_query = raw_path, raw_query
-        ctx.admin = self._admin_port(env)
-        if ctx.admin:
-            # NOTE: the admin port serves nothing but /admin/...; S3 never sees it.
-            known = raw_path.startswith("/admin/")
-            req.path = raw_path if known else "/admin/_not_found"
-            ctx.service = True
-            return
-        if raw_path == INTERNAL_PATH and self._owner_placement:
-            ctx.service = True  # node to node, with the cluster secret (web/cluster.py)
-            req.path = raw_path
-            return
-        ctx.service = (is_service_endpoint(raw_path, console=self._console is not None)
-                       and ctx.header("authorization") is None
-                       and PRESIGN_PARAM not in raw_query and not sigv2.query_signed(raw_query)
-                       and not self._virtual(ctx.header))
-        if ctx.service:
-            req.path = raw_path
+        if self._outside_s3(req, ctx, raw_path, raw_query):
             return
         if req.method == "OPTIONS":
             # NOTE: S3 answers a preflight before authentication and routing, so an
@@ -181,6 +165,29 @@ class S3Front:
         if address.key is not None:
             validate_key(address.key)
         req.path = self._shape(address)
+
+    def _outside_s3(self, req: falcon.Request, ctx: Any, raw_path: str,
+                    raw_query: str) -> bool:
+        """The admin port, node-to-node calls and the unsigned service endpoints (probes,
+        metrics, console) skip S3's authentication and routing: True, with ``req.path`` set."""
+        ctx.admin = self._admin_port(req.env)
+        if ctx.admin:
+            # NOTE: the admin port serves nothing but /admin/...; S3 never sees it.
+            known = raw_path.startswith("/admin/")
+            req.path = raw_path if known else "/admin/_not_found"
+            ctx.service = True
+            return True
+        if raw_path == INTERNAL_PATH and self._owner_placement:
+            ctx.service = True  # node to node, with the cluster secret (web/cluster.py)
+            req.path = raw_path
+            return True
+        ctx.service = (is_service_endpoint(raw_path, console=self._console is not None)
+                       and ctx.header("authorization") is None
+                       and PRESIGN_PARAM not in raw_query and not sigv2.query_signed(raw_query)
+                       and not self._virtual(ctx.header))
+        if ctx.service:
+            req.path = raw_path
+        return bool(ctx.service)
 
     # --- CORS: preflights and the headers of actual requests (s3/cors.py) -----------------
 
