@@ -23,9 +23,7 @@ step blocks; a connection counts in ``nr_conns`` from accept until it stops serv
 
 from __future__ import annotations
 
-import email.utils
 import errno
-import os
 import resource
 import selectors
 import socket
@@ -40,11 +38,11 @@ import gunicorn.http.wsgi
 from gunicorn import util
 from gunicorn.http.body import LengthReader
 from gunicorn.http.message import Request
-from gunicorn.http.wsgi import Response
 from gunicorn.workers.gthread import TConn
 
 from bleepstore import cpus
 from bleepstore.config import load
+from bleepstore.gunicorn_response import GunicornResponse
 from bleepstore.web.balance import BalancedThreadWorker
 from bleepstore.web.bodyrate import BODY_WATCH_KEY, BodyRateWatch
 from bleepstore.web.environ import CONTINUE_KEY
@@ -81,58 +79,6 @@ def _guarded(method: F) -> F:
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-_date: tuple[int, str] = (-1, "")
-
-
-def http_date_now() -> str:
-    """The ``Date`` header value, formatted once a second instead of once a response."""
-    global _date
-    now = int(time.time())
-    cached = _date
-    if cached[0] != now:
-        cached = _date = (now, email.utils.formatdate(now, usegmt=True))
-    return cached[1]
-
-
-class S3Response(Response):  # type: ignore[misc]
-    """gunicorn's HTTP/1 response with a cached ``Date`` and ``sendfile`` of composite
-    blobs. Installed as ``gunicorn.http.wsgi.Response`` in each worker: ``wsgi.create``
-    builds every HTTP/1 response from that name."""
-
-    def default_headers(self) -> list[str]:
-        if self.upgrade:
-            connection = "upgrade"
-        elif self.should_close():
-            connection = "close"
-        else:
-            connection = "keep-alive"
-        major, minor = self.req.version
-        headers = [f"HTTP/{major}.{minor} {self.status}\r\n", f"Server: {self.version}\r\n",
-                   f"Date: {http_date_now()}\r\n", f"Connection: {connection}\r\n"]
-        if self.chunked:
-            headers.append("Transfer-Encoding: chunked\r\n")
-        return headers
-
-    def write_file(self, respiter: Any) -> None:
-        """gunicorn's ``write_file``, and ``sendfile`` span by span for a body made of
-        several files (a composite blob, storage/composite.py), which gunicorn would copy
-        through Python in 8 KiB reads."""
-        spans = getattr(respiter.filelike, "sendfile_spans", None)
-        if spans is None or self.cfg.is_ssl or not self.can_sendfile() or self.is_chunked():
-            super().write_file(respiter)
-            return
-        self.send_headers()
-        if getattr(self, "_omits_body", False):
-            return
-        out = self.sock.fileno()  # blocking while a pool thread serves it (gthread)
-        for fd, offset, count in spans():
-            while count > 0:
-                sent = os.sendfile(out, fd, offset, count)
-                if sent == 0:
-                    raise OSError(errno.EIO, "a blob file is shorter than its name says")
-                offset, count = offset + sent, count - sent
 
 
 def _raise_fd_limit() -> None:
@@ -202,7 +148,7 @@ class S3Worker(BalancedThreadWorker):
         self._lingering: dict[TConn, float] = {}
         _raise_fd_limit()
         self._pin()
-        gunicorn.http.wsgi.Response = S3Response
+        gunicorn.http.wsgi.Response = GunicornResponse
         super().init_process()
 
     def _pin(self) -> None:

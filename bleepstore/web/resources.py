@@ -2,12 +2,12 @@
 ``S3Request``, call the core operation the router picked, and write the ``S3Response``.
 
 Invariants: resources never decide which operation runs (the pure router did); object
-bodies reach gunicorn as a real file (or a composite blob's files, sent one after the other
-by gunicorn_worker.S3Response.write_file) with a Content-Length, so it can ``sendfile``; a
-request carrying a header BleepStore does not implement is refused (501) before its
-operation starts, so before any body byte is read or anything changes; ``source_ip`` is
-the client behind ``server.trusted_proxies`` (web/client_ip.py), never a header a client
-could set on its own.
+bodies reach gunicorn as a real file (or a composite blob's files, sent one after the
+other by ``gunicorn_response.GunicornResponse.write_file``) with a Content-Length, so it
+can ``sendfile``; a request carrying a header BleepStore does not implement is refused
+(501) before its operation starts, so before any body byte is read or anything changes;
+``source_ip`` is the client behind ``server.trusted_proxies`` (web/client_ip.py), never a
+header a client could set on its own.
 """
 
 from __future__ import annotations

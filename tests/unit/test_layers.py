@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[2] / "bleepstore"
 LAYER = {"errors": 0, "model": 0, "cpus": 0, "s3": 1, "metadata": 2, "storage": 2, "events": 2,
          "config": 2, "core": 3, "credentials": 3, "web": 4, "logs": 4, "app": 5, "runtime": 5,
          "recovery": 5, "cli": 5, "wsgi": 5, "gunicorn_conf": 5, "gunicorn_worker": 5,
-         "datadir_lock": 5, "cluster": 5}
+         "gunicorn_response": 5, "datadir_lock": 5, "cluster": 5}
 FORBIDDEN_IN_S3 = {"falcon", "sqlite3", "os", "socket", "boto3", "botocore", "subprocess"}
 
 
