@@ -105,10 +105,9 @@ def copy_object(svc: Services, req: S3Request) -> S3Response:
     return retry_superseded(lambda: _copy_object_once(svc, req))
 
 
-def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
-    reject_unsupported_headers(req)
-    dest = bucket_for(svc, req, "WRITE")
-    src, src_version = load_copy_source(svc, req)
+def _copy_directives(req: S3Request, src: ObjectMeta, dest_bucket: str) -> tuple[str, str]:
+    """The metadata directive and the storage class of the copy; a copy onto itself must
+    change something (a named version copied onto its own key restores that version)."""
     directive = (req.header("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown metadata directive.",
@@ -116,15 +115,22 @@ def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
                                      ArgumentValue=directive)
     requested_class = req.header("x-amz-storage-class")
     storage_class = validate_storage_class(requested_class or "STANDARD")
-    # NOTE: copying a named version onto its own key is how a version is restored: allowed
     named = "?versionId=" in (req.header("x-amz-copy-source") or "")
-    same = (src.bucket, src.key) == (dest.name, req.key) and not named
+    same = (src.bucket, src.key) == (dest_bucket, req.key) and not named
     if same and directive == "COPY" and (requested_class is None
                                          or requested_class == src.storage_class):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself "
             "without changing the object's metadata, storage class, website redirect "
             "location or encryption attributes.")
+    return directive, storage_class
+
+
+def _copy_object_once(svc: Services, req: S3Request) -> S3Response:
+    reject_unsupported_headers(req)
+    dest = bucket_for(svc, req, "WRITE")
+    src, src_version = load_copy_source(svc, req)
+    directive, storage_class = _copy_directives(req, src, dest.name)
     if src.size > MAX_SINGLE_PAYLOAD:
         raise errors.EntityTooLarge(ProposedSize=src.size, MaxSizeAllowed=MAX_SINGLE_PAYLOAD)
     owner = writer_owner(req.principal, dest)
