@@ -2,9 +2,9 @@
 
 Invariants:
 - azure-storage-blob and azure-identity are imported inside methods only: the package
-  imports without them. The SDK client is built on first use, under a lock, never in
-  ``__init__`` (the gunicorn master constructs, workers fork), and is then shared by the
-  worker's threads (the SDK's clients are thread-safe).
+  imports without them. The SDK client is built on first use (``azure_connect``), never
+  in ``__init__`` (the gunicorn master constructs, workers fork), and is then shared by
+  the worker's threads (the SDK's clients are thread-safe).
 - Memory per transfer is bounded: ``upload_file`` lets the SDK stage blocks straight from
   the open spool file (``upload_concurrency`` blocks of ``upload_block`` in flight: 12-20
   MiB per upload measured, whatever the object size); ``read``
@@ -21,9 +21,9 @@ Invariants:
   source range of at most ``block_limit`` bytes, ids of one fixed length, then one Put
   Block List. Nothing is visible under ``dst`` before that commit; a failed build discards
   its uncommitted blocks (best effort; Azure also drops them after 7 days).
-- Every SDK error is translated here (``_translated``) into ``BlobMissing``, ``SlowDown``,
-  ``ServiceUnavailable`` or ``GatewayError`` (one ERROR log line naming the config key);
-  no SDK exception leaves this module.
+- Every SDK call runs inside ``_translated`` (``azure_connect``), which turns SDK errors
+  into ``BlobMissing``, ``SlowDown``, ``ServiceUnavailable`` or ``GatewayError`` (one ERROR
+  log line naming the config key); no SDK exception leaves this module.
 - Objects are named by refs only and user metadata lives in SQLite, so Azure's metadata
   rules (names must be C# identifiers) never apply here.
 """
@@ -32,21 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from bleepstore import errors
 from bleepstore.config import AzureStorageConfig
+from bleepstore.storage.azure_connect import AzureConnection, Unsupported, error_code, error_status
 from bleepstore.storage.azure_streams import FileSlice, RangeStream, run_all
 from bleepstore.storage.backend import BlobMissing
-from bleepstore.storage.cloud import GatewayError, NativePart
+from bleepstore.storage.cloud import NativePart
 from bleepstore.storage.localio import CHUNK
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+    from azure.storage.blob import BlobClient, ContainerClient
 
 log = logging.getLogger("bleepstore.storage")
 
@@ -58,12 +56,7 @@ READ_REQUEST = 1 << 20  # bytes per ranged GET (the SDK briefly holds ~9x this: 
 PART_BLOCKS = 5  # most blocks per part: 10,000 parts x 5 = Azure's committed-block limit
 CHECK_TIMEOUT_S = 10  # check() is a health probe: fail fast, no retry
 BLOCK_COPY_TIMEOUT_S = 900  # one Put Block From URL may copy up to 4000 MiB server-side
-SAS_LIFETIME = timedelta(hours=1)
 UNSUPPORTED = frozenset({"APINotImplemented", "NotImplemented", "FeatureNotSupported"})
-
-
-class _Unsupported(Exception):
-    """The service does not implement Put Block From URL (Azurite before 3.37)."""
 
 
 def block_id(index: int, sub: int) -> str:
@@ -95,15 +88,6 @@ def _spans(size: int, block: int) -> list[tuple[int, int, int]]:
             for sub, offset in enumerate(range(0, size, block))]
 
 
-def _code(exc: BaseException) -> str:
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code) or "")
-
-
-def _status(exc: BaseException) -> int:
-    return int(getattr(exc, "status_code", None) or 0)
-
-
 class AzureCloud:
     """One container (``storage.azure.*``) holding ``{prefix}{ref}`` block blobs."""
 
@@ -121,14 +105,18 @@ class AzureCloud:
         self.block_limit = block_limit
         self._upload_block = upload_block
         self._upload_concurrency = upload_concurrency
-        self._read_request = read_request
         self._compose_concurrency = compose_concurrency
         self._from_url = block_from_url
-        self._retry_total = retry_total
-        self._lock = threading.Lock()
-        self._service: BlobServiceClient | None = None
-        self._container: ContainerClient | None = None
-        self._delegation: tuple[Any, datetime] | None = None
+        # NOTE: the transfer sizes are client settings in this SDK, not upload_blob()
+        # arguments. min_large_block_upload_threshold=1 keeps the SDK on its seekable
+        # sub-stream path for any block size (no whole-block buffers).
+        options: dict[str, Any] = {
+            "max_single_put_size": SINGLE_PUT, "max_block_size": upload_block,
+            "min_large_block_upload_threshold": 1,
+            "max_single_get_size": read_request, "max_chunk_get_size": read_request}
+        if retry_total is not None:
+            options["retry_total"] = retry_total
+        self._conn = AzureConnection(config, options)
 
     # --- CloudStore ---------------------------------------------------------------------
 
@@ -218,7 +206,7 @@ class AzureCloud:
                 # earlier commit of this same list (a retried Complete): the same blob.
                 blob.commit_block_list([BlobBlock(block_id=bid) for bid in ids])
             except HttpResponseError as exc:
-                if _code(exc) == "InvalidBlockList":  # a part's blocks are not there
+                if error_code(exc) == "InvalidBlockList":  # a part's blocks are not there
                     raise errors.InvalidPart() from exc
                 raise
 
@@ -274,7 +262,7 @@ class AzureCloud:
                 try:
                     self._stage_from_url(blob, src, offset, length, bid)
                     return
-                except _Unsupported:
+                except Unsupported:
                     log.info("Put Block From URL not implemented by the service: "
                              "blocks are streamed through BleepStore")
                     self._from_url = False
@@ -287,15 +275,15 @@ class AzureCloud:
                         bid: str) -> None:
         from azure.core.exceptions import HttpResponseError
 
-        url = self._source_url(src)
+        url = self._conn.source_url(src)
         with self._translated(src):
             try:
                 blob.stage_block_from_url(bid, url, source_offset=offset, source_length=length,
                                           timeout=BLOCK_COPY_TIMEOUT_S,
                                           read_timeout=BLOCK_COPY_TIMEOUT_S)
             except HttpResponseError as exc:
-                if _code(exc) in UNSUPPORTED or _status(exc) == 501:
-                    raise _Unsupported() from exc
+                if error_code(exc) in UNSUPPORTED or error_status(exc) == 501:
+                    raise Unsupported() from exc
                 raise
         self._from_url = True
 
@@ -310,145 +298,16 @@ class AzureCloud:
             return False
         return True
 
-    # --- source authorization for Put Block From URL --------------------------------------
-
-    def _source_url(self, name: str) -> str:
-        """The source must carry its own authorization: a read-only SAS signed with the
-        account key, or a user delegation SAS for Entra ID credentials."""
-        url = str(self._blob(name).url)
-        if "?" in url:  # the connection string carried a SAS: it applies to the source
-            return url
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        service = self._service
-        assert service is not None  # _blob() connected
-        expiry = datetime.now(UTC) + SAS_LIFETIME
-        key = getattr(service.credential, "account_key", None)
-        with self._translated(name):
-            sas = generate_blob_sas(
-                service.account_name or "", self.config.container, name,
-                account_key=key, user_delegation_key=None if key else self._delegation_key(),
-                permission=BlobSasPermissions(read=True), expiry=expiry)
-        return f"{url}?{sas}"
-
-    def _delegation_key(self) -> Any:
-        now = datetime.now(UTC)
-        with self._lock:
-            if self._delegation is None or self._delegation[1] - now < 2 * SAS_LIFETIME:
-                assert self._service is not None
-                until = now + 6 * SAS_LIFETIME
-                key = self._service.get_user_delegation_key(now - timedelta(minutes=5), until)
-                self._delegation = (key, until)
-            return self._delegation[0]
-
-    # --- clients --------------------------------------------------------------------------
+    # --- the connection's parts, kept as methods (the contract tests reach for them) ---
 
     def _blob(self, name: str) -> BlobClient:
-        return self._client().get_blob_client(name)
+        return self._conn.blob(name)
 
     def _client(self) -> ContainerClient:
-        container = self._container
-        if container is None:
-            with self._lock:
-                if self._container is None:
-                    self._container = self._connect()
-                container = self._container
-        return container
+        return self._conn.container()
 
-    def _connect(self) -> ContainerClient:
-        from azure.storage.blob import BlobServiceClient
-
-        cfg = self.config
-        if not cfg.container:
-            raise self._refused("storage.azure.container", "is empty")
-        # NOTE: the transfer sizes are client settings in this SDK, not upload_blob()
-        # arguments. min_large_block_upload_threshold=1 keeps the SDK on its seekable
-        # sub-stream path for any block size (no whole-block buffers).
-        options: dict[str, Any] = {
-            "max_single_put_size": SINGLE_PUT, "max_block_size": self._upload_block,
-            "min_large_block_upload_threshold": 1,
-            "max_single_get_size": self._read_request,
-            "max_chunk_get_size": self._read_request}
-        if self._retry_total is not None:
-            options["retry_total"] = self._retry_total
-        try:
-            if cfg.connection_string:
-                service = BlobServiceClient.from_connection_string(cfg.connection_string,
-                                                                   **options)
-            elif cfg.account:
-                service = BlobServiceClient(f"https://{cfg.account}.blob.core.windows.net",
-                                            credential=self._credential(), **options)
-            else:
-                raise self._refused("storage.azure.connection_string",
-                                    "neither it nor storage.azure.account is set")
-        except ValueError as exc:
-            raise self._refused(self._credential_key(), str(exc)) from None
-        # NOTE: the SDK logs every request and response at INFO; at BleepStore's default
-        # level that would be two lines per blob operation. Quieted unless configured.
-        http_log = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
-        if http_log.level == logging.NOTSET:
-            http_log.setLevel(logging.WARNING)
-        self._service = service
-        return service.get_container_client(cfg.container)
-
-    def _credential(self) -> Any:
-        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-        if self.config.use_managed_identity:  # AZURE_CLIENT_ID picks a user-assigned one
-            return ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID"))
-        return DefaultAzureCredential()
-
-    def _credential_key(self) -> str:
-        if self.config.connection_string:
-            return "storage.azure.connection_string"
-        if self.config.use_managed_identity:
-            return "storage.azure.use_managed_identity"
-        return "storage.azure.account"
-
-    # --- errors ---------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _translated(self, name: str) -> Iterator[None]:
-        try:
-            yield
-        except (BlobMissing, errors.S3Error, _Unsupported):
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, name)
-            if mapped is None:
-                raise
-            raise mapped from exc
-
-    def _translate(self, exc: Exception, name: str) -> Exception | None:
-        """storage.md §4.1: the S3-side meaning of an SDK error (None: not an SDK error)."""
-        from azure.core import exceptions as az
-
-        if not isinstance(exc, az.AzureError):
-            return None
-        status, code = _status(exc), _code(exc)
-        detail = f"{code or status or type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        if code == "ContainerNotFound":
-            return self._refused("storage.azure.container",
-                                 f"container {self.config.container!r} does not exist")
-        if isinstance(exc, az.ClientAuthenticationError) or status in (401, 403):
-            if code == "CannotVerifyCopySource":  # the source's SAS was refused
-                return self._refused(self._credential_key(), f"copy source refused ({detail})")
-            return self._refused(self._credential_key(), detail)
-        if isinstance(exc, az.ResourceNotFoundError) or status == 404:
-            return BlobMissing(name)
-        if status == 429 or (status == 503 and code == "ServerBusy"):
-            log.warning("azure throttled a request on %s: %s", name, detail)
-            return errors.SlowDown()
-        if (isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError,
-                             az.IncompleteReadError)) or status >= 500):
-            log.warning("azure unavailable for %s: %s", name, detail)
-            return errors.ServiceUnavailable()
-        log.error("azure error on %s: %s", name, detail)
-        return errors.InternalError()
-
-    def _refused(self, key: str, detail: str) -> GatewayError:
-        log.error("azure storage refused BleepStore: check %s: %s", key, detail)
-        return GatewayError(f"Azure storage refused BleepStore: check {key}: {detail}")
+    def _translated(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self._conn.translated(name)
 
     def _chunks(self, name: str, download: Any) -> Iterator[bytes]:
         with self._translated(name):
