@@ -13,6 +13,7 @@ store confirmed that the row changed; retries are bounded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,7 +22,13 @@ from bleepstore.core.services import Services
 from bleepstore.model import ObjectMeta
 
 T = TypeVar("T")
-STALE_RETRIES = 5
+log = logging.getLogger("bleepstore.core")
+# NOTE: 5 was seen to run out (CI: one CopyObject answered 503 in test_e2e_concurrency,
+# 4 keys overwritten every ~25 ms by 24 clients of a 3-worker server on 2 cores). Counted
+# in two runs of that test: of ~3,500 GETs and copies, ~100 needed a 2nd attempt, ~16 a
+# 3rd, up to 4 a 4th: each retry fails again with p ~ 0.15-0.25. A superseded attempt
+# costs the reads before its blob's (about a millisecond); 25 make giving up unlikely.
+STALE_RETRIES = 25
 
 
 class BlobSuperseded(Exception):
@@ -43,4 +50,6 @@ def retry_superseded(operation: Callable[[], T]) -> T:
             return operation()
         except BlobSuperseded:
             continue
+    log.warning("a read gave up after %d attempts: its key changed before each could read "
+                "its blob", STALE_RETRIES)
     raise errors.ServiceUnavailable()  # the key changes faster than we can read it

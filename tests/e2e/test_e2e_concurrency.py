@@ -10,6 +10,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,6 @@ from support.server import Server
 THREADS = 24
 DURATION_S = 15.0
 KEYS = [f"hot/{i}" for i in range(4)]
-BUCKET = "contended"
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,9 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 class Hammer:
     """Shared bookkeeping of the worker threads."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, bucket: str) -> None:
         self.endpoint = endpoint
+        self.bucket = bucket
         self.written: dict[str, str] = {}  # ETag -> sha256 of every body ever sent
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
@@ -56,14 +57,14 @@ class Hammer:
         etag = f'"{hashlib.md5(body).hexdigest()}"'
         with self.lock:  # registered before sending: a GET may see it before the PUT returns
             self.written[etag] = hashlib.sha256(body).hexdigest()
-        resp = s3.put_object(Bucket=BUCKET, Key=rng.choice(KEYS), Body=body)
+        resp = s3.put_object(Bucket=self.bucket, Key=rng.choice(KEYS), Body=body)
         if resp["ETag"] != etag:
             self.note("bad_put", f"PUT answered {resp['ETag']} for {etag}")
         self.note("put")
 
     def get(self, s3: Any, rng: random.Random) -> None:
         try:
-            resp = s3.get_object(Bucket=BUCKET, Key=rng.choice(KEYS))
+            resp = s3.get_object(Bucket=self.bucket, Key=rng.choice(KEYS))
         except botocore.exceptions.ClientError as exc:
             if exc.response["Error"]["Code"] != "NoSuchKey":
                 raise
@@ -83,8 +84,8 @@ class Hammer:
     def copy(self, s3: Any, rng: random.Random) -> None:
         """CopyObject from a hot key: its source blob may be unlinked mid-request."""
         try:
-            resp = s3.copy_object(Bucket=BUCKET, Key=f"copies/{rng.randrange(4)}",
-                                  CopySource={"Bucket": BUCKET, "Key": rng.choice(KEYS)})
+            resp = s3.copy_object(Bucket=self.bucket, Key=f"copies/{rng.randrange(4)}",
+                                  CopySource={"Bucket": self.bucket, "Key": rng.choice(KEYS)})
         except botocore.exceptions.ClientError as exc:
             if exc.response["Error"]["Code"] != "NoSuchKey":
                 raise
@@ -96,7 +97,7 @@ class Hammer:
         self.note("copy" if known else "bad_copy", None if known else f"copy ETag {etag}")
 
     def delete(self, s3: Any, rng: random.Random) -> None:
-        s3.delete_object(Bucket=BUCKET, Key=rng.choice(KEYS))
+        s3.delete_object(Bucket=self.bucket, Key=rng.choice(KEYS))
         self.note("delete")
 
     def run(self, seed: int, deadline: float) -> None:
@@ -116,8 +117,11 @@ class Hammer:
 
 
 def test_overwrite_delete_read_same_keys_across_workers(busy_server: Server) -> None:
-    boto3_client(busy_server.endpoint).create_bucket(Bucket=BUCKET)
-    hammer = Hammer(busy_server.endpoint)
+    # NOTE: a bucket of its own: a rerun on the same module server must not read the
+    # first run's objects (their bodies are not in this run's ``written``).
+    bucket = "contended-" + uuid.uuid4().hex[:12]
+    boto3_client(busy_server.endpoint).create_bucket(Bucket=bucket)
+    hammer = Hammer(busy_server.endpoint, bucket)
     deadline = time.monotonic() + DURATION_S
     threads = [threading.Thread(target=hammer.run, args=(i, deadline)) for i in range(THREADS)]
     for t in threads:
