@@ -25,8 +25,8 @@ T = TypeVar("T")
 log = logging.getLogger("bleepstore.core")
 # NOTE: 5 was seen to run out (CI: one CopyObject answered 503 in test_e2e_concurrency,
 # 4 keys overwritten every ~25 ms by 24 clients of a 3-worker server on 2 cores). Counted
-# in two runs of that test: of ~3,500 GETs and copies, ~100 needed a 2nd attempt, ~16 a
-# 3rd, up to 4 a 4th: each retry fails again with p ~ 0.15-0.25. A superseded attempt
+# in two runs of that test (~2,200 GETs and copies each): ~100 needed a 2nd attempt, 14-18
+# a 3rd, 0-4 a 4th: each retry fails again with p ~ 0.15-0.25. A superseded attempt
 # costs the reads before its blob's (about a millisecond); 25 make giving up unlikely.
 STALE_RETRIES = 25
 
