@@ -46,13 +46,8 @@ def validate(cfg: Config) -> None:
     _validate_exposure(cfg)
     if cfg.server.port < 1 or cfg.server.port > 65535:
         raise ConfigError(f"server.port: {cfg.server.port} is not a TCP port")
-    if cfg.server.workers < 1:
-        raise ConfigError("server.workers: must be at least 1")
-    if cfg.server.threads < 1:
-        raise ConfigError("server.threads: must be at least 1")
-    if cfg.server.body_read_timeout_s < 1:
-        raise ConfigError("server.body_read_timeout_s: must be at least 1")
-    for key in ("header_timeout_s", "min_body_rate_window_s", "worker_connections"):
+    for key in ("workers", "threads", "body_read_timeout_s", "header_timeout_s",
+                "min_body_rate_window_s", "worker_connections"):
         if getattr(cfg.server, key) < 1:
             raise ConfigError(f"server.{key}: must be at least 1")
     if cfg.server.min_body_rate_bytes_s < 0:
